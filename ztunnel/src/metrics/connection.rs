@@ -1,0 +1,105 @@
+//! Per-connection metric recording.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use super::labels::{Reporter, ResponseFlags, TrafficLabels};
+
+/// Records one proxied connection: created by [`super::Metrics::connection`] when the connection
+/// opens (counting it opened and active), fed with byte counts while it runs, and counted closed
+/// (with its final `response_flags`) when dropped.
+///
+/// The byte counters for its label set are resolved once at creation, so each `add_*` call is two
+/// relaxed atomic adds. Share it between the two copy directions by reference (`&self`).
+///
+/// Direction convention (the same as Istio's ztunnel, for both reporters):
+/// `istio_tcp_received_bytes_total` counts bytes from the client toward the destination
+/// ([`ConnectionMetrics::add_received`]), `istio_tcp_sent_bytes_total` bytes from the destination
+/// back to the client ([`ConnectionMetrics::add_sent`]).
+#[derive(Debug)]
+pub struct ConnectionMetrics {
+    labels: TrafficLabels,
+    closed: Family<TrafficLabels, Counter>,
+    active: Gauge,
+    sent_total: Counter,
+    received_total: Counter,
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+impl ConnectionMetrics {
+    pub(super) fn open(
+        labels: TrafficLabels,
+        opened: &Family<TrafficLabels, Counter>,
+        closed: Family<TrafficLabels, Counter>,
+        sent_family: &Family<TrafficLabels, Counter>,
+        received_family: &Family<TrafficLabels, Counter>,
+        active: Gauge,
+    ) -> Self {
+        opened.get_or_create(&labels).inc();
+        active.inc();
+        let sent_total = sent_family.get_or_create_owned(&labels);
+        let received_total = received_family.get_or_create_owned(&labels);
+        Self {
+            labels,
+            closed,
+            active,
+            sent_total,
+            received_total,
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `n` bytes sent from the destination back to the client.
+    pub fn add_sent(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+        self.sent_total.inc_by(n);
+    }
+
+    /// Counts `n` bytes received from the client and forwarded toward the destination.
+    pub fn add_received(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+        self.received_total.inc_by(n);
+    }
+
+    /// Bytes counted by [`ConnectionMetrics::add_sent`] so far on this connection.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Bytes counted by [`ConnectionMetrics::add_received`] so far on this connection.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// `(bytes_sent, bytes_recv)` for the access log, seen from the reporting proxy's application:
+    /// outbound, the client sent what went toward the destination; inbound, the server sent what
+    /// went back to the client (Istio's ztunnel logs them the same way).
+    pub fn access_log_bytes(&self) -> (u64, u64) {
+        match self.labels.reporter {
+            Reporter::Source => (self.received(), self.sent()),
+            Reporter::Destination => (self.sent(), self.received()),
+        }
+    }
+
+    /// Sets the `response_flags` the close is recorded with (e.g. `DENY`, `CONNECT`).
+    pub fn set_response_flags(&mut self, flags: ResponseFlags) {
+        self.labels.response_flags = flags;
+    }
+
+    /// The label set of this connection.
+    pub fn labels(&self) -> &TrafficLabels {
+        &self.labels
+    }
+}
+
+impl Drop for ConnectionMetrics {
+    fn drop(&mut self) {
+        self.closed.get_or_create(&self.labels).inc();
+        self.active.dec();
+    }
+}

@@ -1,0 +1,79 @@
+//! Listening sockets with the options ztunnel needs in a pod's network namespace.
+
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{DEFAULT_BACKLOG, SocketError, opt_err};
+
+/// Builds a non-blocking TCP listener: `SO_REUSEADDR` and `SO_REUSEPORT` (so a new ztunnel can
+/// bind the same ports during an upgrade while the old one drains), an optional `SO_MARK`, and a
+/// backlog of [`DEFAULT_BACKLOG`].
+///
+/// Call [`ListenerBuilder::build`] inside the target namespace (see [`super::in_netns`]); adopt the
+/// result on the runtime with `tokio::net::TcpListener::from_std`.
+#[derive(Debug, Clone)]
+pub struct ListenerBuilder {
+    addr: SocketAddr,
+    mark: Option<u32>,
+    backlog: i32,
+    reuse_port: bool,
+}
+
+impl ListenerBuilder {
+    /// A listener on `addr` with `SO_REUSEPORT`, no mark and the default backlog.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            mark: None,
+            backlog: DEFAULT_BACKLOG,
+            reuse_port: true,
+        }
+    }
+
+    /// Sets `SO_MARK` on the listener (inherited by accepted sockets), e.g. [`super::ZTUNNEL_MARK`].
+    pub fn mark(mut self, mark: u32) -> Self {
+        self.mark = Some(mark);
+        self
+    }
+
+    /// Overrides the listen backlog.
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Turns `SO_REUSEPORT` off (on by default), for listeners that must own their port alone.
+    pub fn reuse_port(mut self, reuse: bool) -> Self {
+        self.reuse_port = reuse;
+        self
+    }
+
+    /// Creates, configures, binds and starts listening, in the calling thread's network namespace.
+    pub fn build(&self) -> Result<std::net::TcpListener, SocketError> {
+        let addr = self.addr;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(|err| SocketError::Create { addr, err })?;
+        socket
+            .set_reuse_address(true)
+            .map_err(opt_err("SO_REUSEADDR", addr))?;
+        if self.reuse_port {
+            socket
+                .set_reuse_port(true)
+                .map_err(opt_err("SO_REUSEPORT", addr))?;
+        }
+        if let Some(mark) = self.mark {
+            socket.set_mark(mark).map_err(opt_err("SO_MARK", addr))?;
+        }
+        socket
+            .set_nonblocking(true)
+            .map_err(opt_err("O_NONBLOCK", addr))?;
+        socket
+            .bind(&addr.into())
+            .map_err(|err| SocketError::Bind { addr, err })?;
+        socket
+            .listen(self.backlog)
+            .map_err(|err| SocketError::Listen { addr, err })?;
+        Ok(socket.into())
+    }
+}

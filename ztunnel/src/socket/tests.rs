@@ -1,0 +1,288 @@
+//! Tests in real network namespaces (needs root / CAP_SYS_ADMIN + CAP_NET_ADMIN, `ip`, `iptables`).
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use socket2::SockRef;
+
+use super::*;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A named network namespace (`ip netns add`), deleted on drop even when the test panics.
+struct TestNetns {
+    name: String,
+    file: File,
+}
+
+impl TestNetns {
+    fn new() -> Self {
+        let name = format!(
+            "zt-sock-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        run("ip", &["netns", "add", &name]);
+        // From here on Drop removes it, even if the next steps fail.
+        let file = match File::open(format!("/run/netns/{name}")) {
+            Ok(f) => f,
+            Err(e) => {
+                run("ip", &["netns", "del", &name]);
+                panic!("open /run/netns/{name}: {e}");
+            }
+        };
+        let ns = Self { name, file };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs a command inside the namespace and asserts it succeeded.
+    fn exec(&self, cmd: &[&str]) {
+        let mut args = vec!["netns", "exec", self.name.as_str()];
+        args.extend_from_slice(cmd);
+        run("ip", &args);
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn run(prog: &str, args: &[&str]) {
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {prog}: {e}"));
+    assert!(
+        out.status.success(),
+        "{prog} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn accept_with_timeout(listener: &TcpListener) -> std::net::TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => return s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+fn loopback_any_port() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+}
+
+#[test]
+fn listener_created_in_netns_lives_there_and_not_in_root() {
+    let ns = TestNetns::new();
+    let listener = in_netns(ns.file.as_fd(), || {
+        ListenerBuilder::new(loopback_any_port())
+            .mark(ZTUNNEL_MARK)
+            .build()
+    })
+    .expect("listener in netns");
+    let port = listener.local_addr().expect("local addr").port();
+
+    let sock = SockRef::from(&listener);
+    assert_eq!(sock.mark().expect("SO_MARK"), ZTUNNEL_MARK);
+    assert!(sock.reuse_port().expect("SO_REUSEPORT"));
+    assert!(sock.reuse_address().expect("SO_REUSEADDR"));
+    assert!(sock.nonblocking().expect("O_NONBLOCK"));
+
+    // The root namespace has nothing on that port: an exclusive bind there succeeds.
+    let root = TcpListener::bind((Ipv4Addr::LOCALHOST, port));
+    assert!(
+        root.is_ok(),
+        "port {port} is taken in the root netns: {root:?}"
+    );
+    drop(root);
+
+    // From inside the namespace a client reaches our listener.
+    let script = format!("echo hello-from-netns > /dev/tcp/127.0.0.1/{port}");
+    ns.exec(&["bash", "-c", &script]);
+    let mut conn = accept_with_timeout(&listener);
+    conn.set_nonblocking(false).expect("blocking");
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut got = String::new();
+    conn.read_to_string(&mut got).expect("read");
+    assert_eq!(got, "hello-from-netns\n");
+}
+
+#[test]
+fn in_netns_rejects_a_non_namespace_fd() {
+    let not_a_netns = File::open("/dev/null").expect("open /dev/null");
+    let res = in_netns(not_a_netns.as_fd(), || Ok::<_, SocketError>(()));
+    assert!(
+        matches!(res, Err(SocketError::EnterNetns(_))),
+        "got {res:?}"
+    );
+    assert!(matches!(
+        NetnsWorker::spawn(not_a_netns.as_fd()),
+        Err(SocketError::EnterNetns(_))
+    ));
+}
+
+#[test]
+fn in_netns_reports_a_panic() {
+    let ns = TestNetns::new();
+    let res: Result<(), SocketError> = in_netns(ns.file.as_fd(), || panic!("boom"));
+    assert!(matches!(res, Err(SocketError::Panicked)), "got {res:?}");
+}
+
+#[tokio::test]
+async fn worker_connect_socket_is_marked_and_connects_inside_netns() {
+    let ns = TestNetns::new();
+    let worker = NetnsWorker::spawn(ns.file.as_fd()).expect("worker");
+    let listener = worker
+        .run_async(|| ListenerBuilder::new(loopback_any_port()).build())
+        .await
+        .expect("listener");
+    let target = listener.local_addr().expect("addr");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("adopt listener");
+    // The worker made it inside the netns: the root netns has that port free.
+    drop(TcpListener::bind(target).expect("port free in the root netns"));
+
+    let socket = worker
+        .run_async(move || ConnectBuilder::new(target).build())
+        .await
+        .expect("socket");
+    assert_eq!(socket.mark().expect("SO_MARK"), ZTUNNEL_MARK);
+    assert!(socket.tcp_nodelay().expect("TCP_NODELAY"));
+    assert!(socket.nonblocking().expect("O_NONBLOCK"));
+
+    let stream = into_tokio_socket(socket)
+        .connect(target)
+        .await
+        .expect("connect inside the netns");
+    let (accepted, peer) = listener.accept().await.expect("accept");
+    assert_eq!(peer, stream.local_addr().expect("local"));
+    assert_eq!(accepted.peer_addr().expect("peer"), peer);
+
+    // A panic inside the worker is reported and the worker keeps serving.
+    let res: Result<(), SocketError> = worker.run(|| panic!("boom"));
+    assert!(matches!(res, Err(SocketError::Panicked)), "got {res:?}");
+    let again = worker.run(move || ConnectBuilder::new(target).mark(None).build());
+    assert_eq!(again.expect("socket").mark().expect("mark"), 0);
+}
+
+/// Connects to `dialled` inside `ns`, where a nat OUTPUT rule redirects it to `listener`, and
+/// returns what `original_dst` says about the accepted connection.
+async fn redirected_original_dst(
+    ns: &TestNetns,
+    listener: std::net::TcpListener,
+    dialled: SocketAddr,
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("adopt");
+    let socket = in_netns(ns.file.as_fd(), || {
+        ConnectBuilder::new(dialled).mark(None).build()
+    })
+    .expect("socket");
+    let client = tokio::spawn(into_tokio_socket(socket).connect(dialled));
+    let (accepted, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("redirected connection within 5s")
+        .expect("accept");
+    client.await.expect("join").expect("connect");
+    original_dst(&accepted).expect("original dst")
+}
+
+#[tokio::test]
+async fn original_dst_ipv4_after_redirect() {
+    let ns = TestNetns::new();
+    ns.exec(&["ip", "addr", "add", "10.255.77.1/32", "dev", "lo"]);
+    let listener = in_netns(ns.file.as_fd(), || {
+        ListenerBuilder::new(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).build()
+    })
+    .expect("listener");
+    let port = listener.local_addr().expect("addr").port().to_string();
+    ns.exec(&[
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-d",
+        "10.255.77.1",
+        "--dport",
+        "8080",
+        "-j",
+        "REDIRECT",
+        "--to-ports",
+        &port,
+    ]);
+    let dialled: SocketAddr = "10.255.77.1:8080".parse().expect("addr");
+    assert_eq!(
+        redirected_original_dst(&ns, listener, dialled).await,
+        dialled
+    );
+}
+
+#[tokio::test]
+async fn original_dst_ipv6_after_redirect() {
+    let ns = TestNetns::new();
+    ns.exec(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "fd00:77::1/128",
+        "dev",
+        "lo",
+        "nodad",
+    ]);
+    let listener = in_netns(ns.file.as_fd(), || {
+        ListenerBuilder::new("[::]:0".parse().expect("addr")).build()
+    })
+    .expect("listener");
+    let port = listener.local_addr().expect("addr").port().to_string();
+    ns.exec(&[
+        "ip6tables",
+        "-t",
+        "nat",
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-d",
+        "fd00:77::1",
+        "--dport",
+        "8080",
+        "-j",
+        "REDIRECT",
+        "--to-ports",
+        &port,
+    ]);
+    let dialled: SocketAddr = "[fd00:77::1]:8080".parse().expect("addr");
+    assert_eq!(
+        redirected_original_dst(&ns, listener, dialled).await,
+        dialled
+    );
+}
+
+#[test]
+fn socket_error_converts_to_io_error_keeping_kind() {
+    let err = SocketError::Bind {
+        addr: loopback_any_port(),
+        err: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    };
+    let io: std::io::Error = err.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::AddrInUse);
+    assert!(io.to_string().contains("cannot bind 127.0.0.1:0"), "{io}");
+}
