@@ -1,0 +1,157 @@
+//! Command line of `mesh-testapp` (also embedded as `mesh-benches testapp ...`).
+//!
+//! ```text
+//! mesh-testapp serve --port P [--bind IP] [--banner]
+//! mesh-testapp send --to IP:PORT --data STRING [--timeout-ms N]
+//! mesh-testapp connrate --to IP:PORT [--duration-ms N] [--concurrency C] [--timeout-ms N]
+//! ```
+//! `serve` prints `listening on <addr>` once bound. `send` prints what came back and exits 0, or
+//! prints the reason on stderr and exits with [`super::SendError::exit_code`]. `connrate` prints
+//! one JSON line (see [`super::ConnRateReport::to_json`]).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use super::{ConnRateOptions, SendOptions, ServeOptions, Server, banner_name, connrate, send};
+
+/// The prefix of the line `serve` prints when it is ready.
+pub const READY_LINE: &str = "listening on";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mesh-testapp",
+    about = "TCP test application of the mesh testbed"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// TCP echo server.
+    Serve {
+        /// Port to listen on.
+        #[arg(long)]
+        port: u16,
+        /// Address to bind.
+        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+        bind: IpAddr,
+        /// Send `hello from <POD_NAME or hostname>` first on every connection.
+        #[arg(long)]
+        banner: bool,
+    },
+    /// Connect, send, half-close, print the reply.
+    Send {
+        /// Server address.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Data to send.
+        #[arg(long)]
+        data: String,
+        /// Deadline of the whole exchange.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+    /// Measure new connections per second against an echo server.
+    Connrate {
+        /// Server address.
+        #[arg(long)]
+        to: SocketAddr,
+        /// How long to run.
+        #[arg(long, default_value_t = 3000)]
+        duration_ms: u64,
+        /// Parallel client loops.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Deadline of one connection.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+}
+
+/// Parses `args` (including the program name) and runs the chosen command.
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match cli.command {
+        Cmd::Serve { port, bind, banner } => {
+            let opts = ServeOptions {
+                bind,
+                port,
+                banner: banner.then(banner_name),
+            };
+            let server = match Server::bind(&opts) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cannot listen on {bind}:{port}: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match server.local_addr() {
+                Ok(addr) => println!("{READY_LINE} {addr}"),
+                Err(_) => println!("{READY_LINE} {bind}:{port}"),
+            }
+            let _ = std::io::stdout().flush();
+            match server.run() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("server failed: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Send {
+            to,
+            data,
+            timeout_ms,
+        } => {
+            let opts = SendOptions {
+                to,
+                data: data.into_bytes(),
+                timeout: Duration::from_millis(timeout_ms),
+            };
+            match send(&opts) {
+                Ok(reply) => {
+                    let mut out = std::io::stdout();
+                    let _ = out.write_all(&reply);
+                    let _ = out.flush();
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mesh-testapp send: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        Cmd::Connrate {
+            to,
+            duration_ms,
+            concurrency,
+            timeout_ms,
+        } => {
+            let report = connrate(&ConnRateOptions {
+                to,
+                duration: Duration::from_millis(duration_ms),
+                concurrency,
+                timeout: Duration::from_millis(timeout_ms),
+            });
+            println!("{}", report.to_json());
+            ExitCode::SUCCESS
+        }
+    }
+}
