@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building and testing the mesh needs on a fresh Debian machine (run as root).
+# Idempotent: skips apt when every package is already present.
+set -euo pipefail
+
+PACKAGES=(
+  iptables nftables iproute2 containernetworking-plugins   # capture rules, netns, the standard CNI plugins
+  tcpdump                                                  # tests prove node-to-node bytes are TLS
+  iperf3 sockperf wrk                                      # benchmarks (standard load tools)
+  protobuf-compiler                                        # prost-build for control/api protos
+  cmake clang libclang-dev g++ pkg-config                  # aws-lc-sys and boring-sys (the `fips` feature)
+  curl ca-certificates procps psmisc
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing Debian packages: ${missing[*]}; run as root (apt-get install)" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "deps: cargo not found: install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "deps: installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi

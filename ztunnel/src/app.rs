@@ -1,0 +1,119 @@
+//! Starts every part of ztunnel from a [`Config`] and runs until drained.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState, Ready};
+use crate::config::{Config, LogFormat};
+use crate::identity::{CertManager, LocalCa};
+use crate::inpod::{client, pods::PodManager};
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::state::{self, State};
+use crate::telemetry;
+
+/// Runs ztunnel until a signal or `/quitquitquit` drains it.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let format = match config.log_format {
+        LogFormat::Text => telemetry::LogFormat::Text,
+        LogFormat::Json => telemetry::LogFormat::Json,
+    };
+    let log = telemetry::init_logging(format, &telemetry::directives_from_env())
+        .context("cannot initialise logging")?;
+
+    let snapshot = state::load_file(&config.config)?;
+    let state = Arc::new(State::new(snapshot));
+    let ca_cert = std::fs::read(&config.ca_cert)
+        .with_context(|| format!("cannot read --ca-cert {}", config.ca_cert.display()))?;
+    let ca_key = std::fs::read(&config.ca_key)
+        .with_context(|| format!("cannot read --ca-key {}", config.ca_key.display()))?;
+    let ca = mesh_identity::CertificateAuthority::from_pem(&ca_cert, &ca_key, &config.trust_domain)
+        .context("invalid --ca-cert/--ca-key")?;
+    tracing::warn!("TESTING MODE: signing workload certificates locally with --ca-cert/--ca-key");
+    let certs = Arc::new(CertManager::new(Arc::new(LocalCa::new(ca, config.cert_lifetime))));
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::new(&mut registry));
+    let registry = Arc::new(registry);
+    let drain = CancellationToken::new();
+    let mut serve = hbone::ServeOptions::default();
+    serve.drain_period = config.drain;
+    let proxy = Arc::new(Proxy {
+        state: state.clone(),
+        certs: certs.clone(),
+        metrics,
+        drain: drain.clone(),
+        trust_domain: config.trust_domain.clone(),
+        pool: hbone::PoolConfig::default(),
+        serve,
+    });
+    let pods = Arc::new(PodManager::new(proxy));
+
+    // Admin endpoints stop only after the drain, so /quitquitquit and metrics keep answering meanwhile.
+    let servers_stop = CancellationToken::new();
+    let dump = {
+        let (state, pods, certs) = (state.clone(), pods.clone(), certs.clone());
+        Arc::new(move || {
+            let snap = state.snapshot();
+            serde_json::json!({
+                "version": state.version(),
+                "config": &*snap,
+                "pods": pods.dump(),
+                "certificates": certs.dump(),
+            })
+        })
+    };
+    let admin_l = admin::bind("admin", config.admin_addr).await?;
+    let metrics_l = admin::bind("metrics", config.metrics_addr).await?;
+    let ready_l = admin::bind("readiness", config.readiness_addr).await?;
+    let ready = Ready::new();
+    let admin_state = AdminState::new(dump, log, drain.clone());
+    tokio::spawn(admin::serve_admin(admin_l, admin_state, servers_stop.clone()));
+    tokio::spawn(admin::serve_metrics(metrics_l, registry, servers_stop.clone()));
+    tokio::spawn(admin::serve_readiness(ready_l, ready.clone(), servers_stop.clone()));
+    tokio::spawn(state::watch_file(config.config.clone(), state, drain.clone()));
+
+    let on_snapshot = {
+        let ready = ready.clone();
+        Arc::new(move || ready.set_ready(true))
+    };
+    let handoff = client::spawn(
+        config.handoff_socket.clone(),
+        pods.clone(),
+        tokio::runtime::Handle::current(),
+        drain.clone(),
+        on_snapshot,
+    )
+    .context("cannot start the handoff client thread")?;
+    tracing::info!(node = %config.node, "ztunnel started");
+
+    wait_for_stop(&drain).await;
+    ready.set_ready(false);
+    drain.cancel();
+    tracing::info!(period = ?config.drain, "draining");
+    tokio::time::sleep(config.drain).await;
+    servers_stop.cancel();
+    // The handoff thread notices the cancellation within its read poll interval.
+    let _ = tokio::task::spawn_blocking(move || handoff.join()).await;
+    tracing::info!("ztunnel stopped");
+    Ok(())
+}
+
+async fn wait_for_stop(drain: &CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            drain.cancelled().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = drain.cancelled() => tracing::info!("drain requested"),
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+    }
+}

@@ -1,0 +1,96 @@
+//! ztunnel's configuration: one typed struct, parsed from flags or environment in `main`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default admin address: loopback only, it can drain the proxy.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:15000";
+/// Default metrics address (DESIGN.md 3): scraped from the node's network.
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:15020";
+/// Default readiness address (DESIGN.md 3).
+pub const DEFAULT_READINESS_ADDR: &str = "0.0.0.0:15021";
+/// Default handoff socket the node agent listens on (DESIGN.md 4.3).
+pub const DEFAULT_HANDOFF_SOCKET: &str = "/var/run/mesh/ztunnel.sock";
+/// Leaf lifetime when ztunnel signs its own certificates from a CA file (testing only); short like Istio's.
+pub const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// How long open tunnels may finish after a drain starts before they are closed.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+/// How often the config file is checked for changes.
+pub const CONFIG_POLL: Duration = Duration::from_millis(500);
+
+/// Output format of logs and access logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything ztunnel needs to start.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "ztunnel", about = "Per-node L4 proxy of the mesh (HBONE mTLS, L4 authorization)")]
+pub struct Config {
+    /// Name of the node this ztunnel serves (pods of other nodes are never handed to it).
+    #[arg(long, env = "NODE_NAME")]
+    pub node: String,
+
+    /// Local config file (workloads, services, policies; format in control/api/README.md). Re-read when it
+    /// changes; an invalid new version is rejected and the previous config stays in force.
+    #[arg(long, env = "ZTUNNEL_CONFIG")]
+    pub config: PathBuf,
+
+    /// TESTING ONLY: PEM certificate of a CA whose key ztunnel may use to sign its own workload certificates.
+    /// In Kubernetes, certificates come from control's CA instead.
+    #[arg(long, requires = "ca_key")]
+    pub ca_cert: PathBuf,
+
+    /// TESTING ONLY: PEM private key of `--ca-cert`.
+    #[arg(long, requires = "ca_cert")]
+    pub ca_key: PathBuf,
+
+    /// Trust domain of workload identities.
+    #[arg(long, default_value = mesh_identity::DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+
+    /// Unix SOCK_SEQPACKET socket of the node agent that hands pod network namespaces over.
+    #[arg(long, default_value = DEFAULT_HANDOFF_SOCKET)]
+    pub handoff_socket: PathBuf,
+
+    /// Admin API (config dump, logging, drain).
+    #[arg(long, default_value = DEFAULT_ADMIN_ADDR)]
+    pub admin_addr: SocketAddr,
+
+    /// Prometheus metrics.
+    #[arg(long, default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: SocketAddr,
+
+    /// Readiness probe.
+    #[arg(long, default_value = DEFAULT_READINESS_ADDR)]
+    pub readiness_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Lifetime of self-signed (testing) leaf certificates.
+    #[arg(long, value_parser = parse_secs, default_value = "86400")]
+    pub cert_lifetime: Duration,
+
+    /// Drain period for open connections on shutdown, in seconds.
+    #[arg(long, value_parser = parse_secs, default_value = "5")]
+    pub drain: Duration,
+
+    /// Worker threads of the async runtime (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{s}` is not a number of seconds"))
+}

@@ -1,0 +1,55 @@
+//! Sockets for a pod: created inside its network namespace with ztunnel's mark, so the pod's redirect rules
+//! let them through (DESIGN.md 4.3, 4.4).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use hbone::{Connector, PoolKey};
+use tokio::net::TcpStream;
+
+use crate::identity::CertManager;
+use crate::socket::{ConnectBuilder, NetnsWorker, SocketError, ZTUNNEL_MARK, into_tokio_socket};
+
+/// Opens a TCP connection to `dst` from inside the pod's namespace, marked as ztunnel's own traffic.
+pub async fn connect_in_pod(netns: &NetnsWorker, dst: SocketAddr) -> io::Result<TcpStream> {
+    let socket = netns
+        .run_async(move || -> Result<_, SocketError> {
+            ConnectBuilder::new(dst).mark(Some(ZTUNNEL_MARK)).nodelay(true).build()
+        })
+        .await
+        .map_err(io::Error::other)?;
+    let connect = into_tokio_socket(socket).connect(dst);
+    tokio::time::timeout(super::CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connect to {dst} timed out")))?
+}
+
+/// The HBONE pool's view of a pod: sockets from its namespace, certificates of its identity.
+pub struct PodConnector {
+    netns: Arc<NetnsWorker>,
+    certs: Arc<CertManager>,
+}
+
+impl PodConnector {
+    /// A connector for the pod whose namespace `netns` is in.
+    pub fn new(netns: Arc<NetnsWorker>, certs: Arc<CertManager>) -> Self {
+        Self { netns, certs }
+    }
+}
+
+impl Connector for PodConnector {
+    fn connect(&self, key: &PoolKey) -> BoxFuture<'static, io::Result<TcpStream>> {
+        let netns = self.netns.clone();
+        let dst = key.dst;
+        Box::pin(async move { connect_in_pod(&netns, dst).await })
+    }
+
+    fn tls_config(
+        &self,
+        key: &PoolKey,
+    ) -> Result<Arc<rustls::ClientConfig>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.certs.client_config(&key.src_identity, Some(&key.dst_identity))?)
+    }
+}
