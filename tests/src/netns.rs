@@ -112,7 +112,7 @@ impl Netns {
     /// exit is returned in the output, not as an error.
     pub fn run_timeout<S: AsRef<OsStr>>(
         &self,
-        program: &str,
+        program: impl AsRef<OsStr>,
         args: &[S],
         timeout: Duration,
     ) -> Result<CmdOutput, NetnsError> {
@@ -121,7 +121,11 @@ impl Netns {
 
     /// Runs `program args` inside the namespace and returns its stdout; a non-zero exit is an
     /// error carrying stderr.
-    pub fn run_ok<S: AsRef<OsStr>>(&self, program: &str, args: &[S]) -> Result<String, NetnsError> {
+    pub fn run_ok<S: AsRef<OsStr>>(
+        &self,
+        program: impl AsRef<OsStr>,
+        args: &[S],
+    ) -> Result<String, NetnsError> {
         cmd::run_ok(self.command(program).args(args), None, DEFAULT_TIMEOUT)
             .map_err(|e| self.err(e))
     }

@@ -1,0 +1,105 @@
+//! Benchmark harness of the mesh (DESIGN.md section 9): the same measures for every
+//! [`Variant`] (direct, through ztunnel, ...), each in a fresh two-node topology of network
+//! namespaces, printed as one table with ratios to direct.
+
+pub mod env;
+pub mod measure;
+pub mod report;
+pub mod spin;
+pub mod variant;
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+pub use env::BenchEnv;
+pub use measure::{Results, Settings};
+pub use variant::{Direct, Variant, all_variants};
+
+/// First argument that makes the binary act as `mesh-testapp` (used inside the pods).
+pub const TESTAPP_SUBCOMMAND: &str = "testapp";
+
+/// Command line of `mesh-benches`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "mesh-benches",
+    about = "Throughput, latency and connection rate: direct vs through the mesh"
+)]
+pub struct Options {
+    /// Duration of each measure, in seconds.
+    #[arg(long, default_value_t = 3)]
+    pub seconds: u64,
+    /// Messages per second of the latency measure (sockperf ping-pong, 1 KiB messages).
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u32,
+    /// Parallel client loops of the connection-rate measure.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Variants to run (comma separated); all known ones by default.
+    #[arg(long, value_delimiter = ',')]
+    pub variants: Vec<String>,
+    /// Do not run low-priority spinners on every core (they keep CPUs out of idle states so
+    /// that latency is comparable between variants).
+    #[arg(long)]
+    pub no_spin: bool,
+    /// Also print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs every selected variant and prints the table.
+pub fn run(opts: &Options) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!(
+            "mesh-benches creates network namespaces: run it as root (or with CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+        );
+    }
+    let mut variants = all_variants();
+    if !opts.variants.is_empty() {
+        let known: Vec<String> = variants.iter().map(|v| v.name().to_owned()).collect();
+        for wanted in &opts.variants {
+            if !known.contains(wanted) {
+                bail!(
+                    "unknown variant {wanted:?}; known variants: {}",
+                    known.join(", ")
+                );
+            }
+        }
+        variants.retain(|v| opts.variants.iter().any(|w| w == v.name()));
+    }
+    let settings = Settings {
+        duration: Duration::from_secs(opts.seconds.max(1)),
+        rate: opts.rate,
+        concurrency: opts.concurrency.max(1),
+        testapp: std::env::current_exe()
+            .context("cannot find our own executable to run the test app")?,
+    };
+    let _spinners = if opts.no_spin {
+        None
+    } else {
+        Some(spin::Spinners::start()?)
+    };
+    let mut all = Vec::new();
+    for variant in variants {
+        let name = variant.name().to_owned();
+        eprintln!("mesh-benches: running variant {name}");
+        let results = measure::run_variant(variant, &settings)
+            .with_context(|| format!("variant {name} failed"))?;
+        all.push(results);
+    }
+    print!("{}", report::table(&all));
+    if opts.json {
+        println!("{}", report::json(&all));
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,166 @@
+//! The measures, run the same way for every variant.
+
+mod connrate;
+mod iperf;
+mod sockperf;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use mesh_testbed::Process;
+use mesh_testbed::testapp::cli::READY_LINE;
+
+use crate::TESTAPP_SUBCOMMAND;
+use crate::env::BenchEnv;
+use crate::variant::Variant;
+
+/// Server ports inside the server pod.
+pub const IPERF_PORT: u16 = 5201;
+/// sockperf server port.
+pub const SOCKPERF_PORT: u16 = 11111;
+/// Test-app echo server port (connection rate).
+pub const ECHO_PORT: u16 = 7000;
+/// How long servers get to start listening.
+const SERVER_START: Duration = Duration::from_secs(10);
+/// Slack added to a measure's duration before its client is considered hung.
+const CLIENT_SLACK: Duration = Duration::from_secs(30);
+
+/// Parameters shared by all measures.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Duration of each measure.
+    pub duration: Duration,
+    /// Latency measure rate (messages per second).
+    pub rate: u32,
+    /// Connection-rate client loops.
+    pub concurrency: usize,
+    /// The executable that runs the test app (`<it> testapp ...`).
+    pub testapp: PathBuf,
+}
+
+impl Settings {
+    fn client_timeout(&self) -> Duration {
+        self.duration + CLIENT_SLACK
+    }
+}
+
+/// One measured number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// What was measured.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// Its unit.
+    pub unit: String,
+    /// Whether more is better (throughput) or worse (latency); decides how ratios read.
+    pub higher_is_better: bool,
+}
+
+impl Row {
+    fn new(name: impl Into<String>, value: f64, unit: &str, higher_is_better: bool) -> Row {
+        Row {
+            name: name.into(),
+            value,
+            unit: unit.into(),
+            higher_is_better,
+        }
+    }
+}
+
+/// Everything measured for one variant.
+#[derive(Debug, Clone)]
+pub struct Results {
+    /// The variant's name.
+    pub variant: String,
+    /// The numbers, in a fixed order.
+    pub rows: Vec<Row>,
+}
+
+struct Servers {
+    _procs: Vec<Process>,
+}
+
+fn start_servers(env: &BenchEnv, settings: &Settings) -> anyhow::Result<Servers> {
+    let pod = &env.server;
+    let iperf = pod.spawn("iperf3", &["-s", "-p", &IPERF_PORT.to_string()])?;
+    let sockperf = pod.spawn(
+        "sockperf",
+        &[
+            "server",
+            "--tcp",
+            "-i",
+            "0.0.0.0",
+            "-p",
+            &SOCKPERF_PORT.to_string(),
+        ],
+    )?;
+    let mut echo = pod.spawn(
+        &settings.testapp,
+        &[
+            TESTAPP_SUBCOMMAND,
+            "serve",
+            "--port",
+            &ECHO_PORT.to_string(),
+        ],
+    )?;
+    echo.wait_for_output(READY_LINE, SERVER_START)
+        .context("echo server did not start")?;
+    for port in [IPERF_PORT, SOCKPERF_PORT] {
+        pod.netns
+            .wait_listening(port, SERVER_START)
+            .context("iperf3/sockperf server did not start")?;
+    }
+    Ok(Servers {
+        _procs: vec![iperf, sockperf, echo],
+    })
+}
+
+/// Builds a fresh environment, prepares `variant`, runs every measure and tears it all down
+/// (the variant's processes first, then the namespaces).
+pub fn run_variant(mut variant: Box<dyn Variant>, settings: &Settings) -> anyhow::Result<Results> {
+    let env = BenchEnv::new(
+        &format!("bench-{}", variant.name()),
+        settings.testapp.clone(),
+    )?;
+    variant.setup(&env).context("variant setup failed")?;
+    let servers = start_servers(&env, settings)?;
+    variant
+        .ready(&env)
+        .context("variant did not become ready")?;
+    let mut rows = Vec::new();
+    for streams in [1, 4] {
+        let target = variant.target(&env, IPERF_PORT);
+        let bps = iperf::throughput(&env, target, streams, settings)?;
+        let label = if streams == 1 { "stream" } else { "streams" };
+        rows.push(Row::new(
+            format!("throughput, {streams} {label}"),
+            bps / 1e9,
+            "Gbit/s",
+            true,
+        ));
+    }
+    let (p50, p99) = sockperf::latency(&env, variant.target(&env, SOCKPERF_PORT), settings)?;
+    let at = format!("1 KiB @ {}/s", settings.rate);
+    rows.push(Row::new(format!("latency p50 ({at})"), p50, "us", false));
+    rows.push(Row::new(format!("latency p99 ({at})"), p99, "us", false));
+    let rate = connrate::rate(&env, variant.target(&env, ECHO_PORT), settings)?;
+    rows.push(Row::new(
+        format!("new connections ({} loops)", settings.concurrency),
+        rate,
+        "conn/s",
+        true,
+    ));
+    for (name, value, unit) in variant.extra(&env)? {
+        rows.push(Row::new(name, value, &unit, false));
+    }
+    let results = Results {
+        variant: variant.name().to_owned(),
+        rows,
+    };
+    drop(servers);
+    drop(variant);
+    drop(env);
+    Ok(results)
+}

@@ -1,0 +1,27 @@
+//! The harness end to end with the direct variant (needs root, iperf3 and sockperf).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mesh_benches::{Direct, Settings, measure, report};
+
+#[test]
+fn direct_variant_measures_every_row() {
+    let settings = Settings {
+        duration: Duration::from_secs(1),
+        rate: 1000,
+        concurrency: 1,
+        testapp: PathBuf::from(env!("CARGO_BIN_EXE_mesh-benches")),
+    };
+    let results = measure::run_variant(Box::new(Direct), &settings).expect("direct run");
+    assert_eq!(results.variant, "direct");
+    assert_eq!(results.rows.len(), 5, "{results:?}");
+    for row in &results.rows {
+        assert!(row.value.is_finite() && row.value > 0.0, "{row:?}");
+    }
+    let p50 = results.rows[2].value;
+    let p99 = results.rows[3].value;
+    assert!(p50 <= p99, "p50 {p50} > p99 {p99}");
+    let table = report::table(&[results]);
+    assert!(table.contains("throughput, 4 streams"), "{table}");
+}
