@@ -12,5 +12,6 @@
 //! short-lived process and the agent's work is a handful of commands per pod.
 
 pub mod exec;
+pub mod handoff_server;
 pub mod netns;
 pub mod rules;
