@@ -1,0 +1,10 @@
+//! Loopback integration tests of the HBONE crate with real TLS (mesh CA certificates).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod drain;
+mod pool;
+mod server_errors;
+mod support;
+mod tunnel;
