@@ -33,7 +33,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ca = mesh_identity::CertificateAuthority::from_pem(&ca_cert, &ca_key, &config.trust_domain)
         .context("invalid --ca-cert/--ca-key")?;
     tracing::warn!("TESTING MODE: signing workload certificates locally with --ca-cert/--ca-key");
-    let certs = Arc::new(CertManager::new(Arc::new(LocalCa::new(ca, config.cert_lifetime))));
+    let certs = Arc::new(CertManager::new(Arc::new(LocalCa::new(
+        ca,
+        config.cert_lifetime,
+    ))));
 
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
@@ -71,15 +74,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ready_l = admin::bind("readiness", config.readiness_addr).await?;
     let ready = Ready::new();
     let admin_state = AdminState::new(dump, log, drain.clone());
-    tokio::spawn(admin::serve_admin(admin_l, admin_state, servers_stop.clone()));
-    tokio::spawn(admin::serve_metrics(metrics_l, registry, servers_stop.clone()));
-    tokio::spawn(admin::serve_readiness(ready_l, ready.clone(), servers_stop.clone()));
-    tokio::spawn(state::watch_file(config.config.clone(), state, drain.clone()));
+    tokio::spawn(admin::serve_admin(
+        admin_l,
+        admin_state,
+        servers_stop.clone(),
+    ));
+    tokio::spawn(admin::serve_metrics(
+        metrics_l,
+        registry,
+        servers_stop.clone(),
+    ));
+    tokio::spawn(admin::serve_readiness(
+        ready_l,
+        ready.clone(),
+        servers_stop.clone(),
+    ));
+    tokio::spawn(state::watch_file(
+        config.config.clone(),
+        state,
+        drain.clone(),
+    ));
 
     let on_snapshot = {
         let ready = ready.clone();
         Arc::new(move || ready.set_ready(true))
     };
+    tokio::spawn(crate::inpod::reaper::run(pods.clone(), drain.clone()));
     let handoff = client::spawn(
         config.handoff_socket.clone(),
         pods.clone(),

@@ -30,7 +30,10 @@ pub enum LogFormat {
 
 /// Everything ztunnel needs to start.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "ztunnel", about = "Per-node L4 proxy of the mesh (HBONE mTLS, L4 authorization)")]
+#[command(
+    name = "ztunnel",
+    about = "Per-node L4 proxy of the mesh (HBONE mTLS, L4 authorization)"
+)]
 pub struct Config {
     /// Name of the node this ztunnel serves (pods of other nodes are never handed to it).
     #[arg(long, env = "NODE_NAME")]

@@ -68,7 +68,11 @@ pub struct CertManager {
 impl CertManager {
     /// A manager drawing certificates from `source`.
     pub fn new(source: Arc<dyn CertSource>) -> Self {
-        Self { source, entries: Mutex::default(), clients: Mutex::default() }
+        Self {
+            source,
+            entries: Mutex::default(),
+            clients: Mutex::default(),
+        }
     }
 
     fn entry(&self, id: &SpiffeId) -> Result<Entry, IdentityError> {
@@ -97,12 +101,20 @@ impl CertManager {
     }
 
     fn build(&self, id: &SpiffeId) -> Result<Entry, IdentityError> {
-        let cert = self.source.issue(id).map_err(|e| IdentityError::Issue(id.clone(), e))?;
+        let cert = self
+            .source
+            .issue(id)
+            .map_err(|e| IdentityError::Issue(id.clone(), e))?;
         let bundle = self.source.bundle();
-        let server = tls::server_config(&cert, &bundle).map_err(|e| IdentityError::Tls(id.clone(), e))?;
+        let server =
+            tls::server_config(&cert, &bundle).map_err(|e| IdentityError::Tls(id.clone(), e))?;
         let client_any = tls::client_config(&cert, &bundle, ServerIdentity::AnyInTrustDomain)
             .map_err(|e| IdentityError::Tls(id.clone(), e))?;
-        Ok(Entry { cert, server, client_any })
+        Ok(Entry {
+            cert,
+            server,
+            client_any,
+        })
     }
 
     /// Server config presenting `id`'s certificate (inbound HBONE of a pod with that identity).
@@ -118,7 +130,9 @@ impl CertManager {
         dst: Option<&SpiffeId>,
     ) -> Result<Arc<rustls::ClientConfig>, IdentityError> {
         let entry = self.entry(src)?;
-        let Some(dst) = dst else { return Ok(entry.client_any) };
+        let Some(dst) = dst else {
+            return Ok(entry.client_any);
+        };
         let key = (src.clone(), dst.clone());
         if let Some(c) = self.lock_clients().get(&key) {
             return Ok(c.clone());
@@ -169,5 +183,7 @@ fn needs_renewal(cert: &WorkloadCert, now: SystemTime) -> bool {
 }
 
 fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

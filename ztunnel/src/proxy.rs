@@ -48,7 +48,9 @@ pub struct Proxy {
 impl Proxy {
     /// Publishes the number of pods served.
     pub fn metrics_pods(&self, n: usize) {
-        self.metrics.pods_enrolled().set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.metrics
+            .pods_enrolled()
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 
@@ -75,6 +77,12 @@ impl PodContext {
         let netns = Arc::new(netns);
         let connector = connector::PodConnector::new(netns.clone(), proxy.certs.clone());
         let pool = hbone::Pool::new(Arc::new(connector), proxy.pool.clone());
-        Ok(Self { proxy, info, identity, netns, pool })
+        Ok(Self {
+            proxy,
+            info,
+            identity,
+            netns,
+            pool,
+        })
     }
 }

@@ -31,7 +31,10 @@ pub struct State {
 impl State {
     /// A state holding `snapshot` as version 1.
     pub fn new(snapshot: ConfigSnapshot) -> Self {
-        Self { current: ArcSwap::from_pointee(snapshot), version: 1.into() }
+        Self {
+            current: ArcSwap::from_pointee(snapshot),
+            version: 1.into(),
+        }
     }
 
     /// The config in force now.
@@ -42,7 +45,9 @@ impl State {
     /// Replaces the config in force; returns the new version.
     pub fn replace(&self, snapshot: ConfigSnapshot) -> u64 {
         self.current.store(Arc::new(snapshot));
-        self.version.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
     }
 
     /// Version of the config in force (1 = first load).

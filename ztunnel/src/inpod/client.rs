@@ -71,8 +71,10 @@ fn session(
 ) -> Result<(), ClientError> {
     let conn = SeqPacketConn::connect(path).map_err(|e| ClientError::Connect(path.clone(), e))?;
     let session_err = |e| ClientError::Session(path.clone(), e);
-    conn.set_read_timeout(Some(READ_POLL)).map_err(session_err)?;
-    conn.send(&ZtunnelMessage::hello(), None).map_err(session_err)?;
+    conn.set_read_timeout(Some(READ_POLL))
+        .map_err(session_err)?;
+    conn.send(&ZtunnelMessage::hello(), None)
+        .map_err(session_err)?;
     tracing::info!(path = %path.display(), "connected to node agent");
     let mut seen: Option<HashSet<String>> = Some(HashSet::new());
     loop {
@@ -92,7 +94,8 @@ fn session(
         if let Err(e) = &result {
             tracing::warn!(error = %e, "handoff request refused");
         }
-        conn.send(&ZtunnelMessage::ack(result), None).map_err(session_err)?;
+        conn.send(&ZtunnelMessage::ack(result), None)
+            .map_err(session_err)?;
     }
 }
 

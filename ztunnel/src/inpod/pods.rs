@@ -8,8 +8,8 @@ use mesh_api::handoff::PodInfo;
 use std::os::fd::OwnedFd;
 use tokio_util::sync::CancellationToken;
 
-use crate::socket::NetnsWorker;
 use crate::proxy::{self, PodContext, Proxy};
+use crate::socket::NetnsWorker;
 
 /// Errors changing the pod set.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,7 @@ pub enum PodError {
 struct PodHandle {
     ctx: Arc<PodContext>,
     stop: CancellationToken,
+    netns_inode: u64,
 }
 
 /// All pods handed to this ztunnel.
@@ -42,7 +43,10 @@ pub struct PodManager {
 impl PodManager {
     /// An empty set serving through `proxy`.
     pub fn new(proxy: Arc<Proxy>) -> Self {
-        Self { proxy, pods: Mutex::default() }
+        Self {
+            proxy,
+            pods: Mutex::default(),
+        }
     }
 
     /// Starts serving a pod. Adding a pod that is already served keeps the existing listeners.
@@ -52,8 +56,9 @@ impl PodManager {
             return Ok(());
         }
         let uid = info.uid.clone();
-        let worker =
-            NetnsWorker::spawn(std::os::fd::AsFd::as_fd(&netns))
+        let netns_inode =
+            super::reaper::inode_of(&netns).map_err(|e| PodError::Netns(uid.clone(), e))?;
+        let worker = NetnsWorker::spawn(std::os::fd::AsFd::as_fd(&netns))
             .map_err(|e| PodError::Netns(uid.clone(), e.into()))?;
         let ctx = PodContext::new(self.proxy.clone(), info, worker)
             .map_err(|e| PodError::Identity(uid.clone(), e))?;
@@ -64,19 +69,33 @@ impl PodManager {
         let stop = self.proxy.drain.child_token();
         proxy::listeners::spawn(ctx.clone(), listeners, stop.clone());
         tracing::info!(uid = %uid, pod = %ctx.info.name, namespace = %ctx.info.namespace, "pod added");
-        self.lock().insert(uid, PodHandle { ctx, stop });
+        self.lock().insert(
+            uid,
+            PodHandle {
+                ctx,
+                stop,
+                netns_inode,
+            },
+        );
         self.proxy.metrics_pods(self.len());
         Ok(())
     }
 
     /// Confirms a pod is still enrolled (snapshot replay).
     pub fn keep(&self, uid: &str) -> Result<(), PodError> {
-        if self.lock().contains_key(uid) { Ok(()) } else { Err(PodError::Unknown(uid.into())) }
+        if self.lock().contains_key(uid) {
+            Ok(())
+        } else {
+            Err(PodError::Unknown(uid.into()))
+        }
     }
 
     /// Stops serving a pod: closes its listeners.
     pub fn del(&self, uid: &str) -> Result<(), PodError> {
-        let handle = self.lock().remove(uid).ok_or_else(|| PodError::Unknown(uid.into()))?;
+        let handle = self
+            .lock()
+            .remove(uid)
+            .ok_or_else(|| PodError::Unknown(uid.into()))?;
         handle.stop.cancel();
         tracing::info!(uid, pod = %handle.ctx.info.name, "pod removed");
         self.proxy.metrics_pods(self.len());
@@ -85,11 +104,25 @@ impl PodManager {
 
     /// Drops every pod not in `keep` (end of a snapshot).
     pub fn retain(&self, keep: &HashSet<String>) {
-        let gone: Vec<String> = self.lock().keys().filter(|u| !keep.contains(*u)).cloned().collect();
+        let gone: Vec<String> = self
+            .lock()
+            .keys()
+            .filter(|u| !keep.contains(*u))
+            .cloned()
+            .collect();
         for uid in gone {
             // Removal of a pod that is known cannot fail.
             let _ = self.del(&uid);
         }
+    }
+
+    /// Pods whose namespace inode is not in `in_use`.
+    pub fn vanished(&self, in_use: &HashSet<u64>) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, h)| !in_use.contains(&h.netns_inode))
+            .map(|(uid, _)| uid.clone())
+            .collect()
     }
 
     /// Number of pods served.

@@ -16,14 +16,22 @@ use crate::socket::{ConnectBuilder, NetnsWorker, SocketError, ZTUNNEL_MARK, into
 pub async fn connect_in_pod(netns: &NetnsWorker, dst: SocketAddr) -> io::Result<TcpStream> {
     let socket = netns
         .run_async(move || -> Result<_, SocketError> {
-            ConnectBuilder::new(dst).mark(Some(ZTUNNEL_MARK)).nodelay(true).build()
+            ConnectBuilder::new(dst)
+                .mark(Some(ZTUNNEL_MARK))
+                .nodelay(true)
+                .build()
         })
         .await
         .map_err(io::Error::other)?;
     let connect = into_tokio_socket(socket).connect(dst);
     tokio::time::timeout(super::CONNECT_TIMEOUT, connect)
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connect to {dst} timed out")))?
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect to {dst} timed out"),
+            )
+        })?
 }
 
 /// The HBONE pool's view of a pod: sockets from its namespace, certificates of its identity.
@@ -50,6 +58,8 @@ impl Connector for PodConnector {
         &self,
         key: &PoolKey,
     ) -> Result<Arc<rustls::ClientConfig>, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(self.certs.client_config(&key.src_identity, Some(&key.dst_identity))?)
+        Ok(self
+            .certs
+            .client_config(&key.src_identity, Some(&key.dst_identity))?)
     }
 }

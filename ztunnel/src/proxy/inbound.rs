@@ -90,10 +90,12 @@ pub async fn handle(ctx: Arc<PodContext>, tcp: TcpStream, client: ClientAddr) {
             Err(e) => return failed_conn(client, local, start, e.to_string()),
         };
         let handler_ctx = ctx.clone();
-        let handler = Arc::new(move |req: hbone::ConnectRequest, responder: hbone::Responder| {
-            let ctx = handler_ctx.clone();
-            async move { tunnel(ctx, req, responder).await }
-        });
+        let handler = Arc::new(
+            move |req: hbone::ConnectRequest, responder: hbone::Responder| {
+                let ctx = handler_ctx.clone();
+                async move { tunnel(ctx, req, responder).await }
+            },
+        );
         let drain = ctx.proxy.drain.child_token();
         if let Err(e) = hbone::serve_connection(tls, info, &ctx.proxy.serve, drain, handler).await {
             tracing::debug!(error = %e, "HBONE connection ended with an error");
@@ -173,7 +175,9 @@ async fn serve_tunnel(
             return Err(e);
         }
     };
-    let mut tunnel = responder.accept().map_err(|e| InboundError::Respond(e.to_string()))?;
+    let mut tunnel = responder
+        .accept()
+        .map_err(|e| InboundError::Respond(e.to_string()))?;
     let copied = hbone::copy_bidirectional(&mut app, &mut tunnel).await;
     let t = match &copied {
         Ok(t) => *t,
@@ -185,7 +189,9 @@ async fn serve_tunnel(
     let (sent, recv) = metrics.access_log_bytes();
     log.bytes_sent = sent;
     log.bytes_recv = recv;
-    copied.map(drop).map_err(|e| InboundError::Copy(e.to_string()))
+    copied
+        .map(drop)
+        .map_err(|e| InboundError::Copy(e.to_string()))
 }
 
 /// Everything decided before connecting to the application.
@@ -200,7 +206,9 @@ fn check(snap: &ConfigSnapshot, req: &hbone::ConnectRequest) -> Result<(), Inbou
         return Err(InboundError::ProxyPort(req.authority));
     }
     let ip = req.authority.ip();
-    let w = snap.workload_by_ip(ip).ok_or(InboundError::UnknownWorkload(ip))?;
+    let w = snap
+        .workload_by_ip(ip)
+        .ok_or(InboundError::UnknownWorkload(ip))?;
     check_waypoint(snap, w, &req.conn.peer_identity)?;
     let attrs = ConnAttrs {
         src_identity: Some(peer_identity(&req.conn.peer_identity)),
@@ -212,7 +220,11 @@ fn check(snap: &ConfigSnapshot, req: &hbone::ConnectRequest) -> Result<(), Inbou
 }
 
 /// A workload with a waypoint takes HBONE only from that waypoint.
-fn check_waypoint(snap: &ConfigSnapshot, w: &Workload, peer: &SpiffeId) -> Result<(), InboundError> {
+fn check_waypoint(
+    snap: &ConfigSnapshot,
+    w: &Workload,
+    peer: &SpiffeId,
+) -> Result<(), InboundError> {
     let Some(wp) = &w.waypoint else { return Ok(()) };
     let expected = snap.workload_by_ip(wp.address).map(workload_identity);
     if expected.as_ref() == Some(peer) {
@@ -220,13 +232,19 @@ fn check_waypoint(snap: &ConfigSnapshot, w: &Workload, peer: &SpiffeId) -> Resul
     }
     Err(InboundError::NotFromWaypoint {
         workload: w.name.clone(),
-        waypoint: expected.map(|e| e.to_string()).unwrap_or_else(|| wp.address.to_string()),
+        waypoint: expected
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| wp.address.to_string()),
         peer: peer.to_string(),
     })
 }
 
 /// L4 authorization of `attrs` against the policies that apply to `w`.
-pub fn authorize(snap: &ConfigSnapshot, w: &Workload, attrs: &ConnAttrs) -> Result<(), InboundError> {
+pub fn authorize(
+    snap: &ConfigSnapshot,
+    w: &Workload,
+    attrs: &ConnAttrs,
+) -> Result<(), InboundError> {
     let policies = snap.policies_for(w);
     match mesh_api::authz::evaluate(&policies, attrs) {
         Decision::Allow => Ok(()),

@@ -38,7 +38,8 @@ pub async fn handle(ctx: Arc<PodContext>, stream: TcpStream, client: ClientAddr)
     let start = Instant::now();
     let orig = original_dst(&stream).map(OrigDst);
     let dst_addr = orig.as_ref().map(|o| o.0).unwrap_or(client.0);
-    let span = tracing::debug_span!("inbound_plain", pod = %ctx.info.name, src = %client, dst = %dst_addr);
+    let span =
+        tracing::debug_span!("inbound_plain", pod = %ctx.info.name, src = %client, dst = %dst_addr);
     async move {
         let mut log = AccessLog::new(client.0, dst_addr, Direction::Inbound);
         log.dst_workload = Some(ctx.info.name.clone());
@@ -72,7 +73,12 @@ async fn run(
     if snap.mtls_mode_for_port(w, target.port()) == MtlsMode::Strict {
         return Err(PlainError::Strict(w.name.clone()));
     }
-    let attrs = ConnAttrs { src_identity: None, src_ip: client.0.ip(), dst_ip: target.ip(), dst_port: target.port() };
+    let attrs = ConnAttrs {
+        src_identity: None,
+        src_ip: client.0.ip(),
+        dst_ip: target.ip(),
+        dst_port: target.port(),
+    };
     if let Err(e) = authorize(&snap, w, &attrs) {
         if let InboundError::Denied(reason) = &e {
             log.reason = Some(reason.clone());
@@ -81,9 +87,17 @@ async fn run(
     }
     let src = labels::peer(snap.workload_by_ip(client.0.ip()), None);
     let dst = labels::peer(Some(w), Some(ctx.identity.to_string()));
-    let names = DstNames { workload: Some((w.name.clone(), w.namespace.clone())), ..DstNames::default() };
-    let metrics =
-        ctx.proxy.metrics.connection(labels::traffic(Reporter::Destination, &src, &dst, &names, false));
+    let names = DstNames {
+        workload: Some((w.name.clone(), w.namespace.clone())),
+        ..DstNames::default()
+    };
+    let metrics = ctx.proxy.metrics.connection(labels::traffic(
+        Reporter::Destination,
+        &src,
+        &dst,
+        &names,
+        false,
+    ));
     drop(snap);
     let mut app = connect_in_pod(&ctx.netns, target)
         .await
@@ -95,5 +109,7 @@ async fn run(
     let (sent, recv) = metrics.access_log_bytes();
     log.bytes_sent = sent;
     log.bytes_recv = recv;
-    copied.map(drop).map_err(|e| InboundError::Copy(e.to_string()).into())
+    copied
+        .map(drop)
+        .map_err(|e| InboundError::Copy(e.to_string()).into())
 }

@@ -7,7 +7,10 @@ use crate::metrics::{PeerLabels, Reporter, SecurityPolicy, TrafficLabels};
 
 /// Labels of a workload known to the config; `principal` only when verified by mTLS.
 pub fn peer(w: Option<&Workload>, principal: Option<String>) -> PeerLabels {
-    let mut p = PeerLabels { principal: principal.into(), ..PeerLabels::default() };
+    let mut p = PeerLabels {
+        principal: principal.into(),
+        ..PeerLabels::default()
+    };
     if let Some(w) = w {
         p.workload = w.name.as_str().into();
         p.namespace = w.namespace.as_str().into();
@@ -33,5 +36,9 @@ pub fn traffic(
         .with_source(src)
         .with_destination(dst)
         .with_destination_service(names.service.as_deref(), svc_name, svc_ns)
-        .with_security_policy(if mtls { SecurityPolicy::MutualTls } else { SecurityPolicy::None })
+        .with_security_policy(if mtls {
+            SecurityPolicy::MutualTls
+        } else {
+            SecurityPolicy::None
+        })
 }

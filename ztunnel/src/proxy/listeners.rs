@@ -37,7 +37,10 @@ pub async fn open(ctx: &PodContext) -> Result<PodListeners, (SocketAddr, io::Err
         let std = ctx
             .netns
             .run_async(move || -> Result<_, SocketError> {
-                ListenerBuilder::new(addr).mark(ZTUNNEL_MARK).reuse_port(true).build()
+                ListenerBuilder::new(addr)
+                    .mark(ZTUNNEL_MARK)
+                    .reuse_port(true)
+                    .build()
             })
             .await
             .map_err(|e| (addr, io::Error::other(e)))?;
@@ -45,19 +48,36 @@ pub async fn open(ctx: &PodContext) -> Result<PodListeners, (SocketAddr, io::Err
     }
     let mut it = out.into_iter();
     match (it.next(), it.next(), it.next()) {
-        (Some(outbound), Some(plain), Some(inbound)) => Ok(PodListeners { outbound, inbound, plain }),
-        _ => Err((SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), io::Error::other("listener missing"))),
+        (Some(outbound), Some(plain), Some(inbound)) => Ok(PodListeners {
+            outbound,
+            inbound,
+            plain,
+        }),
+        _ => Err((
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            io::Error::other("listener missing"),
+        )),
     }
 }
 
 /// Starts the accept loops; they end when `stop` is cancelled.
 pub fn spawn(ctx: Arc<PodContext>, l: PodListeners, stop: CancellationToken) {
-    tokio::spawn(accept_loop(ctx.clone(), l.outbound, stop.clone(), |ctx, s, peer| {
-        tokio::spawn(outbound::handle(ctx, s, peer));
-    }));
-    tokio::spawn(accept_loop(ctx.clone(), l.inbound, stop.clone(), |ctx, s, peer| {
-        tokio::spawn(inbound::handle(ctx, s, peer));
-    }));
+    tokio::spawn(accept_loop(
+        ctx.clone(),
+        l.outbound,
+        stop.clone(),
+        |ctx, s, peer| {
+            tokio::spawn(outbound::handle(ctx, s, peer));
+        },
+    ));
+    tokio::spawn(accept_loop(
+        ctx.clone(),
+        l.inbound,
+        stop.clone(),
+        |ctx, s, peer| {
+            tokio::spawn(inbound::handle(ctx, s, peer));
+        },
+    ));
     tokio::spawn(accept_loop(ctx, l.plain, stop, |ctx, s, peer| {
         tokio::spawn(inbound_plain::handle(ctx, s, peer));
     }));

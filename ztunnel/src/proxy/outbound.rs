@@ -48,7 +48,8 @@ pub async fn handle(ctx: Arc<PodContext>, stream: TcpStream, client: ClientAddr)
     let start = Instant::now();
     let orig = original_dst(&stream).map(OrigDst);
     let dst_addr = orig.as_ref().map(|o| o.0).unwrap_or(client.0);
-    let span = tracing::debug_span!("outbound", pod = %ctx.info.name, src = %client, dst = %dst_addr);
+    let span =
+        tracing::debug_span!("outbound", pod = %ctx.info.name, src = %client, dst = %dst_addr);
     async move {
         let mut log = AccessLog::new(client.0, dst_addr, Direction::Outbound);
         log.src_identity = Some(ctx.identity.to_string());
@@ -77,7 +78,13 @@ async fn run(
     let src_w = snap.workload_by_ip(client.0.ip());
     let src = labels::peer(src_w, Some(ctx.identity.to_string()));
     match upstream {
-        Upstream::Hbone { via, authority, identity, waypoint: _, names } => {
+        Upstream::Hbone {
+            via,
+            authority,
+            identity,
+            waypoint: _,
+            names,
+        } => {
             let dst_w = snap.workload_by_ip(authority.ip());
             let dst = labels::peer(dst_w, Some(identity.to_string()));
             let metrics = ctx.proxy.metrics.connection(labels::traffic(
@@ -101,18 +108,24 @@ async fn run(
             let mut req = TunnelRequest::new(authority);
             req.forwarded_for = Some(client.0);
             drop(snap);
-            let mut tunnel = ctx
-                .pool
-                .connect(&key, &req)
-                .await
-                .map_err(|source| OutboundError::Tunnel { via, authority, source })?;
+            let mut tunnel =
+                ctx.pool
+                    .connect(&key, &req)
+                    .await
+                    .map_err(|source| OutboundError::Tunnel {
+                        via,
+                        authority,
+                        source,
+                    })?;
             let copied = hbone::copy_bidirectional(&mut stream, &mut tunnel).await;
             let t = match &copied {
                 Ok(t) => *t,
                 Err(e) => e.transferred(),
             };
             account(&metrics, log, t.to_tunnel, t.from_tunnel);
-            copied.map(drop).map_err(|e| OutboundError::Copy(e.to_string()))
+            copied
+                .map(drop)
+                .map_err(|e| OutboundError::Copy(e.to_string()))
         }
         Upstream::Passthrough { addr, names } => {
             let dst_w = snap.workload_by_ip(addr.ip());
@@ -134,7 +147,9 @@ async fn run(
             let copied = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
             let (up, down) = copied.as_ref().map(|(a, b)| (*a, *b)).unwrap_or((0, 0));
             account(&metrics, log, up, down);
-            copied.map(drop).map_err(|e| OutboundError::Copy(e.to_string()))
+            copied
+                .map(drop)
+                .map_err(|e| OutboundError::Copy(e.to_string()))
         }
     }
 }

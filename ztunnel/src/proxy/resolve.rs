@@ -21,7 +21,9 @@ pub enum ResolveError {
     #[error("service {0} has no port {1}")]
     UnknownServicePort(String, u16),
     /// A waypoint is configured at an address no known workload has, so its identity cannot be checked.
-    #[error("waypoint {0} is not a known workload; refusing to send traffic to an unverifiable proxy")]
+    #[error(
+        "waypoint {0} is not a known workload; refusing to send traffic to an unverifiable proxy"
+    )]
     UnknownWaypoint(IpAddr),
 }
 
@@ -72,13 +74,19 @@ pub fn resolve(
         return resolve_service(snap, svc, dst, pick);
     }
     if let Some(w) = snap.workload_by_ip(dst.ip()) {
-        let names = DstNames { workload: Some((w.name.clone(), w.namespace.clone())), ..Default::default() };
+        let names = DstNames {
+            workload: Some((w.name.clone(), w.namespace.clone())),
+            ..Default::default()
+        };
         if let Some(wp) = &w.waypoint {
             return via_waypoint(snap, wp, dst, names);
         }
         return Ok(to_workload(w, dst.ip(), dst.port(), names));
     }
-    Ok(Upstream::Passthrough { addr: dst, names: DstNames::default() })
+    Ok(Upstream::Passthrough {
+        addr: dst,
+        names: DstNames::default(),
+    })
 }
 
 fn resolve_service(
@@ -101,14 +109,17 @@ fn resolve_service(
         .iter()
         .find(|p| p.port == dst.port())
         .ok_or_else(|| ResolveError::UnknownServicePort(svc.hostname.clone(), dst.port()))?;
-    let endpoints: Vec<&Workload> =
-        snap.service_endpoints(svc).filter(|w| first_ip(w, dst.ip()).is_some()).collect();
+    let endpoints: Vec<&Workload> = snap
+        .service_endpoints(svc)
+        .filter(|w| first_ip(w, dst.ip()).is_some())
+        .collect();
     if endpoints.is_empty() {
         return Err(ResolveError::NoHealthyEndpoint(svc.hostname.clone()));
     }
     let w = endpoints[pick(endpoints.len()) % endpoints.len()];
     names.workload = Some((w.name.clone(), w.namespace.clone()));
-    let ip = first_ip(w, dst.ip()).ok_or_else(|| ResolveError::NoHealthyEndpoint(svc.hostname.clone()))?;
+    let ip = first_ip(w, dst.ip())
+        .ok_or_else(|| ResolveError::NoHealthyEndpoint(svc.hostname.clone()))?;
     Ok(to_workload(w, ip, port.target_port, names))
 }
 
@@ -122,7 +133,10 @@ fn to_workload(w: &Workload, ip: IpAddr, port: u16, names: DstNames) -> Upstream
             waypoint: false,
             names,
         },
-        Protocol::Tcp => Upstream::Passthrough { addr: target, names },
+        Protocol::Tcp => Upstream::Passthrough {
+            addr: target,
+            names,
+        },
     }
 }
 
@@ -132,7 +146,9 @@ fn via_waypoint(
     dst: SocketAddr,
     names: DstNames,
 ) -> Result<Upstream, ResolveError> {
-    let w = snap.workload_by_ip(wp.address).ok_or(ResolveError::UnknownWaypoint(wp.address))?;
+    let w = snap
+        .workload_by_ip(wp.address)
+        .ok_or(ResolveError::UnknownWaypoint(wp.address))?;
     Ok(Upstream::Hbone {
         via: SocketAddr::new(wp.address, wp.port),
         authority: dst,
@@ -144,12 +160,19 @@ fn via_waypoint(
 
 /// An address of `w` in the same family as `like`.
 fn first_ip(w: &Workload, like: IpAddr) -> Option<IpAddr> {
-    w.addresses.iter().copied().find(|a| a.is_ipv4() == like.is_ipv4())
+    w.addresses
+        .iter()
+        .copied()
+        .find(|a| a.is_ipv4() == like.is_ipv4())
 }
 
 /// The SPIFFE identity of a workload.
 pub fn workload_identity(w: &Workload) -> SpiffeId {
-    SpiffeId::new(w.trust_domain.clone(), w.namespace.clone(), w.service_account.clone())
+    SpiffeId::new(
+        w.trust_domain.clone(),
+        w.namespace.clone(),
+        w.service_account.clone(),
+    )
 }
 
 #[cfg(test)]

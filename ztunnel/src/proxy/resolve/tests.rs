@@ -31,7 +31,16 @@ fn id(sa: &str) -> SpiffeId {
 #[test]
 fn workload_ip_goes_over_hbone_to_its_15008_with_its_identity() {
     let up = resolve(&snap(), dst("10.2.0.2:8080"), &mut |_| 0).unwrap();
-    let Upstream::Hbone { via, authority, identity, waypoint, names } = up else { panic!("{up:?}") };
+    let Upstream::Hbone {
+        via,
+        authority,
+        identity,
+        waypoint,
+        names,
+    } = up
+    else {
+        panic!("{up:?}")
+    };
     assert_eq!(via, "10.2.0.2:15008".parse().unwrap());
     assert_eq!(authority, "10.2.0.2:8080".parse().unwrap());
     assert_eq!(identity, id("echo"));
@@ -46,9 +55,21 @@ fn service_vip_maps_port_and_balances_over_endpoints() {
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..2 {
         let up = resolve(&s, dst("10.96.0.10:80"), &mut |n| i % n).unwrap();
-        let Upstream::Hbone { authority, names, .. } = up else { panic!("{up:?}") };
-        assert_eq!(authority.port(), 8080, "service port 80 maps to targetPort 8080");
-        assert_eq!(names.service.as_deref(), Some("echo.default.svc.cluster.local"));
+        let Upstream::Hbone {
+            authority, names, ..
+        } = up
+        else {
+            panic!("{up:?}")
+        };
+        assert_eq!(
+            authority.port(),
+            8080,
+            "service port 80 maps to targetPort 8080"
+        );
+        assert_eq!(
+            names.service.as_deref(),
+            Some("echo.default.svc.cluster.local")
+        );
         seen.insert(authority.ip());
     }
     assert_eq!(seen.len(), 2, "both endpoints are used");
@@ -70,17 +91,34 @@ fn service_without_endpoints_is_no_healthy_upstream() {
 fn non_mesh_workload_and_unknown_addresses_pass_through() {
     let s = snap();
     let up = resolve(&s, dst("10.96.0.11:80"), &mut |_| 0).unwrap();
-    assert!(matches!(up, Upstream::Passthrough { addr, .. } if addr == "10.2.0.9:9090".parse().unwrap()));
+    assert!(
+        matches!(up, Upstream::Passthrough { addr, .. } if addr == "10.2.0.9:9090".parse().unwrap())
+    );
     let up = resolve(&s, dst("192.0.2.1:443"), &mut |_| 0).unwrap();
-    assert!(matches!(up, Upstream::Passthrough { addr, .. } if addr == "192.0.2.1:443".parse().unwrap()));
+    assert!(
+        matches!(up, Upstream::Passthrough { addr, .. } if addr == "192.0.2.1:443".parse().unwrap())
+    );
 }
 
 #[test]
 fn waypoint_bound_service_goes_to_the_waypoint_with_the_original_vip() {
     let up = resolve(&snap(), dst("10.96.0.13:80"), &mut |_| 0).unwrap();
-    let Upstream::Hbone { via, authority, identity, waypoint, .. } = up else { panic!("{up:?}") };
+    let Upstream::Hbone {
+        via,
+        authority,
+        identity,
+        waypoint,
+        ..
+    } = up
+    else {
+        panic!("{up:?}")
+    };
     assert_eq!(via, "10.2.0.50:15008".parse().unwrap());
-    assert_eq!(authority, "10.96.0.13:80".parse().unwrap(), ":authority is the original destination");
+    assert_eq!(
+        authority,
+        "10.96.0.13:80".parse().unwrap(),
+        ":authority is the original destination"
+    );
     assert_eq!(identity, id("waypoint"));
     assert!(waypoint);
 }
@@ -88,7 +126,15 @@ fn waypoint_bound_service_goes_to_the_waypoint_with_the_original_vip() {
 #[test]
 fn waypoint_bound_workload_goes_to_the_waypoint() {
     let up = resolve(&snap(), dst("10.2.0.60:8080"), &mut |_| 0).unwrap();
-    let Upstream::Hbone { via, authority, waypoint, .. } = up else { panic!("{up:?}") };
+    let Upstream::Hbone {
+        via,
+        authority,
+        waypoint,
+        ..
+    } = up
+    else {
+        panic!("{up:?}")
+    };
     assert_eq!(via.ip(), "10.2.0.50".parse::<IpAddr>().unwrap());
     assert_eq!(authority, "10.2.0.60:8080".parse().unwrap());
     assert!(waypoint);
@@ -97,5 +143,8 @@ fn waypoint_bound_workload_goes_to_the_waypoint() {
 #[test]
 fn waypoint_that_is_no_known_workload_is_refused() {
     let err = resolve(&snap(), dst("10.96.0.14:80"), &mut |_| 0).unwrap_err();
-    assert_eq!(err, ResolveError::UnknownWaypoint("10.2.0.77".parse().unwrap()));
+    assert_eq!(
+        err,
+        ResolveError::UnknownWaypoint("10.2.0.77".parse().unwrap())
+    );
 }
