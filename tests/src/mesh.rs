@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use mesh_identity::CertificateAuthority;
 
-pub use config::PodSpec;
-use config::render;
-pub use node::{MeshNode, ZtunnelFiles, ztunnel_command};
+pub use config::{PodSpec, render};
+pub use node::{MeshNode, ZtunnelFiles, ztunnel_command, ztunnel_command_with};
 
 use crate::{Pod, Topology};
 
@@ -73,6 +72,11 @@ impl MeshBuilder {
         let pod = self.topo.add_pod(node, &spec.name)?;
         self.pods.push((spec, pod));
         Ok(self.pods.len() - 1)
+    }
+
+    /// The address of pod `i` (known as soon as it is added).
+    pub fn pod_ip(&self, i: usize) -> std::net::Ipv4Addr {
+        self.pods[i].1.ip
     }
 
     /// YAML appended to the generated `workloads:` section (e.g. `services:`, `authorizationPolicies:`).
@@ -198,7 +202,7 @@ impl Mesh {
     }
 
     fn write_config(&self) -> Result<(), MeshError> {
-        let text = render(&self.pods, &self.extra);
+        let text = render(self.pods.iter().map(|(s, p)| (s, p)), &self.extra);
         let tmp = self.config.with_extension("tmp");
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, &self.config)?;

@@ -427,3 +427,32 @@ mod hbone_clients {
         assert_eq!(status_of(&send, connect_req(&ok)).await.unwrap(), 200);
     }
 }
+
+#[test]
+fn enrolled_client_reaches_a_pod_outside_the_mesh_by_passthrough() {
+    let mut b = MeshBuilder::new("l4pass", 2).unwrap();
+    let client = b.pod(1, PodSpec::new("client")).unwrap();
+    let legacy = b.pod(2, PodSpec::new("legacy").outside()).unwrap();
+    let mesh = b.start().unwrap();
+    let _srv = serve(mesh.pod(legacy));
+    let reply = send(
+        mesh.pod(client),
+        addr(mesh.pod(legacy), ECHO_PORT),
+        "to-legacy",
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&mesh)));
+    assert!(
+        reply.contains("hello from legacy") && reply.contains("to-legacy"),
+        "{reply}"
+    );
+    // Counted by the source ztunnel as a plaintext (passthrough) connection.
+    let metrics = mesh.node(1).metrics().unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_tcp_connections_opened_total")
+                && l.contains("reporter=\"source\"")
+                && l.contains("connection_security_policy=\"none\"")),
+        "passthrough counted:\n{metrics}"
+    );
+}

@@ -18,6 +18,8 @@ pub struct PodSpec {
     pub labels: BTreeMap<String, String>,
     /// Whether the pod is in the mesh (rules + ztunnel) or a plain pod.
     pub enrolled: bool,
+    /// Address of the waypoint serving this workload, if any.
+    pub waypoint: Option<String>,
 }
 
 impl PodSpec {
@@ -29,6 +31,7 @@ impl PodSpec {
             service_account: name.into(),
             labels: BTreeMap::new(),
             enrolled: true,
+            waypoint: None,
         }
     }
 
@@ -50,6 +53,12 @@ impl PodSpec {
         self
     }
 
+    /// Binds the workload to the waypoint at `address`.
+    pub fn waypoint(mut self, address: &str) -> Self {
+        self.waypoint = Some(address.into());
+        self
+    }
+
     /// Makes it a pod outside the mesh (no capture; its workload is listed as protocol TCP).
     pub fn outside(mut self) -> Self {
         self.enrolled = false;
@@ -62,8 +71,8 @@ impl PodSpec {
     }
 }
 
-/// The config file text.
-pub(super) fn render(pods: &[(PodSpec, Pod)], extra: &str) -> String {
+/// The ztunnel config file text: one workload per (spec, pod), then `extra` YAML.
+pub fn render<'a>(pods: impl IntoIterator<Item = (&'a PodSpec, &'a Pod)>, extra: &str) -> String {
     let mut out = String::from("workloads:\n");
     for (spec, pod) in pods {
         let labels: Vec<String> = spec
@@ -75,7 +84,7 @@ pub(super) fn render(pods: &[(PodSpec, Pod)], extra: &str) -> String {
         let _ = writeln!(
             out,
             "  - {{uid: {uid:?}, name: {name:?}, namespace: {ns:?}, serviceAccount: {sa:?}, node: \"node-{node}\", \
-             addresses: [\"{ip}\"], labels: {{{labels}}}, protocol: {proto}}}",
+             addresses: [\"{ip}\"], labels: {{{labels}}}, protocol: {proto}{waypoint}}}",
             uid = spec.uid(),
             name = spec.name,
             ns = spec.namespace,
@@ -84,6 +93,11 @@ pub(super) fn render(pods: &[(PodSpec, Pod)], extra: &str) -> String {
             ip = pod.ip,
             labels = labels.join(", "),
             proto = if spec.enrolled { "HBONE" } else { "TCP" },
+            waypoint = spec
+                .waypoint
+                .as_ref()
+                .map(|w| format!(", waypoint: {{address: {w:?}}}"))
+                .unwrap_or_default(),
         );
     }
     out.push_str(extra);
