@@ -25,20 +25,41 @@ pub struct MeshNode {
 
 impl MeshNode {
     pub(super) fn start(node: &Node, mesh: &Mesh) -> Result<Self, MeshError> {
+        let socket = mesh.dir().join(format!("handoff-{}.sock", node.index));
+        let files = ZtunnelFiles {
+            config: &mesh.config,
+            ca_cert: &mesh.ca_cert,
+            ca_key: &mesh.ca_key,
+            socket: &socket,
+        };
+        Self::start_with(node, &files, &bin_path("ztunnel"))
+    }
+
+    /// Starts the node agent's handoff server at `files.socket` and the ztunnel binary `bin` with `files`, and
+    /// waits until it is ready. For harnesses that own their topology (e.g. `mesh-benches`); tests use
+    /// [`super::MeshBuilder`].
+    pub fn start_with(
+        node: &Node,
+        files: &ZtunnelFiles<'_>,
+        bin: &std::path::Path,
+    ) -> Result<Self, MeshError> {
         let err = |what: String| MeshError::Node {
             node: node.index,
             what,
         };
-        let socket = mesh.dir().join(format!("handoff-{}.sock", node.index));
-        let handoff = HandoffServer::bind(&socket, ServerConfig::default())
+        let handoff = HandoffServer::bind(files.socket, ServerConfig::default())
             .map_err(|e| err(format!("handoff server: {e}")))?;
-        let ztunnel = spawn_ztunnel(node, mesh, &socket)?;
+        let cmd = ztunnel_command_with(bin, &node.netns, &node.name(), files);
+        let ztunnel = node
+            .netns
+            .spawn_command(&format!("ztunnel-{}", node.index), cmd)
+            .map_err(|e| err(format!("start ztunnel: {e}")))?;
         let me = Self {
             ztunnel,
             handoff,
             netns_name: node.netns.name().to_owned(),
             index: node.index,
-            socket,
+            socket: files.socket.to_path_buf(),
         };
         me.wait_ready()?;
         Ok(me)
@@ -127,7 +148,8 @@ impl MeshNode {
         }
     }
 
-    pub(super) fn enroll(&self, spec: &PodSpec, pod: &Pod) -> Result<(), MeshError> {
+    /// Enrols `pod` on this node: redirect rules in its netns, handoff to the ztunnel, wait for its listeners.
+    pub fn enroll(&self, spec: &PodSpec, pod: &Pod) -> Result<(), MeshError> {
         let ns = mesh_cni::netns::Netns::open_named(pod.netns.name())
             .map_err(|e| self.err(format!("open netns of {}: {e}", pod.name)))?;
         rules::apply(&ns, Backend::Nft, &RedirectOptions::default())
@@ -168,22 +190,6 @@ impl MeshNode {
     }
 }
 
-fn spawn_ztunnel(node: &Node, mesh: &Mesh, socket: &std::path::Path) -> Result<Process, MeshError> {
-    let files = ZtunnelFiles {
-        config: &mesh.config,
-        ca_cert: &mesh.ca_cert,
-        ca_key: &mesh.ca_key,
-        socket,
-    };
-    let cmd = ztunnel_command(&node.netns, &node.name(), &files);
-    node.netns
-        .spawn_command(&format!("ztunnel-{}", node.index), cmd)
-        .map_err(|e| MeshError::Node {
-            node: node.index,
-            what: format!("start ztunnel: {e}"),
-        })
-}
-
 /// Files a ztunnel of a test mesh is started with.
 pub struct ZtunnelFiles<'a> {
     /// Config file.
@@ -202,7 +208,17 @@ pub fn ztunnel_command(
     node_name: &str,
     f: &ZtunnelFiles<'_>,
 ) -> std::process::Command {
-    let mut cmd = netns.command(bin_path("ztunnel"));
+    ztunnel_command_with(&bin_path("ztunnel"), netns, node_name, f)
+}
+
+/// [`ztunnel_command`] with the ztunnel binary `bin` (e.g. a release build).
+pub fn ztunnel_command_with(
+    bin: &std::path::Path,
+    netns: &crate::Netns,
+    node_name: &str,
+    f: &ZtunnelFiles<'_>,
+) -> std::process::Command {
+    let mut cmd = netns.command(bin);
     cmd.arg("--node")
         .arg(node_name)
         .arg("--config")
