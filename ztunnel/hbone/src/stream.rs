@@ -14,6 +14,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::pool::StreamGuard;
 
+/// Largest capacity requested from h2 at once (h2 windows are `u32`; this also keeps one huge
+/// `write` from claiming a whole connection window).
+const MAX_RESERVE: usize = 16 * 1024 * 1024;
+
 /// One HBONE tunnel: the byte stream carried by one HTTP/2 `CONNECT` stream.
 ///
 /// - Reading returns EOF when the peer half-closes (END_STREAM) or resets with `NO_ERROR`;
@@ -100,6 +104,7 @@ pub(crate) struct SendHalf {
 impl SendHalf {
     /// Waits until h2 grants capacity for at least one byte of `want`; returns the grant.
     fn poll_capacity(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        let want = want.min(MAX_RESERVE);
         self.inner.reserve_capacity(want);
         loop {
             let cap = self.inner.capacity();

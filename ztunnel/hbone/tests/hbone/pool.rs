@@ -100,6 +100,31 @@ async fn full_connections_make_the_pool_open_another() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_retries_on_a_new_connection_after_goaway() -> Result<()> {
+    let pki = Arc::new(Pki::new());
+    let server = start_server(&pki, "server", Mode::Proxy, ServeOptions::default()).await;
+    let echo = start_echo().await;
+    let cfg = PoolConfig {
+        parallel_connections: 1,
+        ..PoolConfig::default()
+    };
+    let (pool, connector) = pool(&pki, cfg);
+    let k = key(server.addr, "server");
+    // An open tunnel keeps the first connection alive through its drain period.
+    let mut first = pool.connect(&k, &tunnel_req(echo)).await?;
+    server.drain_existing();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The pool still lists the draining connection; the CONNECT on it meets the GOAWAY and
+    // is retried on a fresh connection.
+    let mut second = pool.connect(&k, &tunnel_req(echo)).await?;
+    assert_eq!(echo_once(&mut second, b"second").await?, b"second");
+    assert_eq!(echo_once(&mut first, b"first").await?, b"first");
+    assert_eq!(connector.dials.load(Ordering::SeqCst), 2);
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connection_is_released_and_redialed() -> Result<()> {
     let pki = Arc::new(Pki::new());
     let mut server = start_server(&pki, "server", Mode::Proxy, ServeOptions::default()).await;

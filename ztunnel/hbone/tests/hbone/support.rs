@@ -72,7 +72,10 @@ pub enum Mode {
 /// An HBONE server on 127.0.0.1 with counters of what happened.
 pub struct Server {
     pub addr: SocketAddr,
+    /// Drains every connection, including later ones.
     pub drain: CancellationToken,
+    /// Per-connection drain tokens of the connections accepted so far.
+    pub conn_drains: Arc<std::sync::Mutex<Vec<CancellationToken>>>,
     /// TCP connections accepted.
     pub accepted: Arc<AtomicUsize>,
     /// `serve_connection` results, in completion order.
@@ -97,14 +100,17 @@ pub async fn start_server(pki: &Pki, sa: &str, mode: Mode, opts: ServeOptions) -
         let _ = req_tx.send(req.clone());
         async move { handle(mode, req, resp, stalled_tx).await }
     });
-    let (drain2, accepted2) = (drain.clone(), accepted.clone());
+    let conn_drains = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (drain2, accepted2, conn_drains2) = (drain.clone(), accepted.clone(), conn_drains.clone());
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
             accepted2.fetch_add(1, Ordering::SeqCst);
-            let (acceptor, drain, handler) = (acceptor.clone(), drain2.clone(), handler.clone());
+            let drain = drain2.child_token();
+            conn_drains2.lock().unwrap().push(drain.clone());
+            let (acceptor, handler) = (acceptor.clone(), handler.clone());
             let (opts, ended_tx) = (opts.clone(), ended_tx.clone());
             tokio::spawn(async move {
                 let result = match hbone::accept_tls(&acceptor, tcp, Duration::from_secs(5)).await {
@@ -120,10 +126,20 @@ pub async fn start_server(pki: &Pki, sa: &str, mode: Mode, opts: ServeOptions) -
     Server {
         addr,
         drain,
+        conn_drains,
         accepted,
         ended,
         stalled,
         requests,
+    }
+}
+
+impl Server {
+    /// Starts draining the connections accepted so far (later ones are served normally).
+    pub fn drain_existing(&self) {
+        for token in self.conn_drains.lock().unwrap().iter() {
+            token.cancel();
+        }
     }
 }
 
