@@ -1,0 +1,9 @@
+//! `mesh-control`: the mesh's controller (DESIGN.md 1, 4.2, 4.5, 5).
+//!
+//! - [`objects`]: the Kubernetes objects control reads, parsed once into typed values.
+//! - [`translate`]: pure translation of objects into the proxy config model of `mesh-api`.
+//! - [`index`]: every object and its translation, updated incrementally, with a change log.
+
+pub mod index;
+pub mod objects;
+pub mod translate;
