@@ -2,8 +2,10 @@
 //! [`Variant`] (direct, through ztunnel, ...), each in a fresh two-node topology of network
 //! namespaces, printed as one table with ratios to direct.
 
+pub mod counters;
 pub mod env;
 pub mod measure;
+pub mod proc_status;
 pub mod report;
 pub mod spin;
 pub mod variant;
@@ -15,7 +17,7 @@ use clap::Parser;
 
 pub use env::BenchEnv;
 pub use measure::{Results, Settings};
-pub use variant::{Direct, Variant, all_variants};
+pub use variant::{Direct, Variant, Ztunnel, all_variants};
 
 /// First argument that makes the binary act as `mesh-testapp` (used inside the pods).
 pub const TESTAPP_SUBCOMMAND: &str = "testapp";

@@ -118,21 +118,30 @@ fn start_servers(env: &BenchEnv, settings: &Settings) -> anyhow::Result<Servers>
 }
 
 /// Builds a fresh environment, prepares `variant`, runs every measure and tears it all down
-/// (the variant's processes first, then the namespaces).
+/// (the servers, then the variant's processes, then the namespaces), also when a step failed.
 pub fn run_variant(mut variant: Box<dyn Variant>, settings: &Settings) -> anyhow::Result<Results> {
     let env = BenchEnv::new(
         &format!("bench-{}", variant.name()),
         settings.testapp.clone(),
     )?;
-    variant.setup(&env).context("variant setup failed")?;
-    let servers = start_servers(&env, settings)?;
-    variant
-        .ready(&env)
-        .context("variant did not become ready")?;
+    let results = measure_all(variant.as_mut(), &env, settings);
+    drop(variant);
+    drop(env);
+    results
+}
+
+fn measure_all(
+    variant: &mut dyn Variant,
+    env: &BenchEnv,
+    settings: &Settings,
+) -> anyhow::Result<Results> {
+    variant.setup(env).context("variant setup failed")?;
+    let servers = start_servers(env, settings)?;
+    variant.ready(env).context("variant did not become ready")?;
     let mut rows = Vec::new();
     for streams in [1, 4] {
-        let target = variant.target(&env, IPERF_PORT);
-        let bps = iperf::throughput(&env, target, streams, settings)?;
+        let target = variant.target(env, IPERF_PORT);
+        let bps = iperf::throughput(env, target, streams, settings)?;
         let label = if streams == 1 { "stream" } else { "streams" };
         rows.push(Row::new(
             format!("throughput, {streams} {label}"),
@@ -141,26 +150,29 @@ pub fn run_variant(mut variant: Box<dyn Variant>, settings: &Settings) -> anyhow
             true,
         ));
     }
-    let (p50, p99) = sockperf::latency(&env, variant.target(&env, SOCKPERF_PORT), settings)?;
+    let (p50, p99) = sockperf::latency(env, variant.target(env, SOCKPERF_PORT), settings)?;
     let at = format!("1 KiB @ {}/s", settings.rate);
     rows.push(Row::new(format!("latency p50 ({at})"), p50, "us", false));
     rows.push(Row::new(format!("latency p99 ({at})"), p99, "us", false));
-    let rate = connrate::rate(&env, variant.target(&env, ECHO_PORT), settings)?;
+    let (rate, failed) = connrate::rate(env, variant.target(env, ECHO_PORT), settings)?;
     rows.push(Row::new(
         format!("new connections ({} loops)", settings.concurrency),
         rate,
         "conn/s",
         true,
     ));
-    for (name, value, unit) in variant.extra(&env)? {
+    rows.push(Row::new(
+        "failed connections",
+        failed as f64,
+        "count",
+        false,
+    ));
+    for (name, value, unit) in variant.extra(env)? {
         rows.push(Row::new(name, value, &unit, false));
     }
-    let results = Results {
+    drop(servers);
+    Ok(Results {
         variant: variant.name().to_owned(),
         rows,
-    };
-    drop(servers);
-    drop(variant);
-    drop(env);
-    Ok(results)
+    })
 }

@@ -6,7 +6,11 @@
 //! namespaces), and add it to [`all_variants`]. The first variant is the baseline of the
 //! ratios in the report.
 
+mod ztunnel;
+
 use std::net::SocketAddr;
+
+pub use ztunnel::{MIN_TUNNELLED, Ztunnel, locate_binary};
 
 use crate::env::BenchEnv;
 
@@ -51,5 +55,5 @@ impl Variant for Direct {
 
 /// Every known variant, baseline first.
 pub fn all_variants() -> Vec<Box<dyn Variant>> {
-    vec![Box::new(Direct)]
+    vec![Box::new(Direct), Box::new(Ztunnel::default())]
 }

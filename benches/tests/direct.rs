@@ -15,9 +15,13 @@ fn direct_variant_measures_every_row() {
     };
     let results = measure::run_variant(Box::new(Direct), &settings).expect("direct run");
     assert_eq!(results.variant, "direct");
-    assert_eq!(results.rows.len(), 5, "{results:?}");
+    assert_eq!(results.rows.len(), 6, "{results:?}");
     for row in &results.rows {
-        assert!(row.value.is_finite() && row.value > 0.0, "{row:?}");
+        if row.name == "failed connections" {
+            assert_eq!(row.value, 0.0, "{row:?}");
+        } else {
+            assert!(row.value.is_finite() && row.value > 0.0, "{row:?}");
+        }
     }
     let p50 = results.rows[2].value;
     let p99 = results.rows[3].value;

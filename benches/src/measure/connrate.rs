@@ -8,8 +8,9 @@ use super::Settings;
 use crate::TESTAPP_SUBCOMMAND;
 use crate::env::BenchEnv;
 
-/// Runs `testapp connrate` from the client pod; completed connections per second.
-pub fn rate(env: &BenchEnv, target: SocketAddr, s: &Settings) -> anyhow::Result<f64> {
+/// Runs `testapp connrate` from the client pod; (completed connections per second, failed
+/// connections).
+pub fn rate(env: &BenchEnv, target: SocketAddr, s: &Settings) -> anyhow::Result<(f64, u64)> {
     let args = [
         TESTAPP_SUBCOMMAND.to_owned(),
         "connrate".into(),
@@ -35,7 +36,7 @@ pub fn rate(env: &BenchEnv, target: SocketAddr, s: &Settings) -> anyhow::Result<
     if per_second == 0.0 {
         bail!("no connection to {target} completed ({errors} failed)");
     }
-    Ok(per_second)
+    Ok((per_second, errors))
 }
 
 /// Reads `per_second` and `errors` from the connrate JSON line.
