@@ -143,7 +143,7 @@ fn incremental_updates_equal_translation_from_scratch() {
     let mut current: BTreeMap<ObjectKey, Object> = BTreeMap::new();
     // A deterministic pseudo-random walk of upserts and deletes in every order.
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    for step in 0..400 {
+    for step in 0..400u32 {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
