@@ -207,5 +207,24 @@ fn handoff_requests_good_and_bad_against_a_real_ztunnel() {
     assert!(dump(), "pod-gone is served");
     drop(gone); // deletes the namespace's only mount
     wait_until("vanished pod released", || !dump(), &ztunnel);
-    drop(ztunnel);
+
+    // /quitquitquit drains and exits cleanly (after the configured 0.2 s drain period).
+    let mut ztunnel = ztunnel;
+    let out = node
+        .netns
+        .run_timeout(
+            "curl",
+            &["-s", "-X", "POST", "127.0.0.1:15000/quitquitquit"],
+            WAIT,
+        )
+        .unwrap();
+    assert!(out.success(), "quitquitquit answered: {out:?}");
+    let status = ztunnel
+        .wait_timeout(WAIT)
+        .expect("ztunnel exits after the drain");
+    assert!(
+        status.success(),
+        "clean exit: {status:?}\n{}",
+        ztunnel.stdout()
+    );
 }
