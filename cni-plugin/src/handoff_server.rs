@@ -148,9 +148,27 @@ pub struct HandoffServer {
 impl HandoffServer {
     /// Listens on `path` (a stale socket file there is replaced) and starts accepting ztunnels.
     pub fn bind(path: &Path, config: ServerConfig) -> Result<Self, HandoffServerError> {
+        Self::bind_with_pods(path, config, Vec::new())
+    }
+
+    /// Like [`Self::bind`], with `pods` already enrolled before the first ztunnel can connect:
+    /// a restarted agent passes the pods it reconciled, so ztunnel's first snapshot names them
+    /// all and it keeps serving them (and their connections) instead of dropping them.
+    pub fn bind_with_pods(
+        path: &Path,
+        config: ServerConfig,
+        pods: Vec<(PodInfo, OwnedFd)>,
+    ) -> Result<Self, HandoffServerError> {
         let listener = Arc::new(SeqPacketListener::bind(path).map_err(HandoffServerError::Listen)?);
+        let pods = pods
+            .into_iter()
+            .map(|(info, netns)| (info.uid.clone(), Enrolled { info, netns }))
+            .collect();
         let shared = Arc::new(Shared {
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                pods,
+                ..State::default()
+            }),
             adopted: Condvar::new(),
             stop: AtomicBool::new(false),
             config,
