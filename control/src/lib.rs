@@ -3,7 +3,10 @@
 //! - [`objects`]: the Kubernetes objects control reads, parsed once into typed values.
 //! - [`translate`]: pure translation of objects into the proxy config model of `mesh-api`.
 //! - [`index`]: every object and its translation, updated incrementally, with a change log.
+//! - [`source`]: where objects come from (a watched directory of YAML files); [`store`]: the live index.
 
 pub mod index;
 pub mod objects;
+pub mod source;
+pub mod store;
 pub mod translate;

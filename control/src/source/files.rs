@@ -1,0 +1,224 @@
+//! A directory of Kubernetes YAML (multi-document files, `*.yaml`, `*.yml`, `*.json`, subdirectories included),
+//! polled for changes. A file is applied all or nothing: when it does not parse, the objects it had before stay
+//! and the error is logged. The same object in two files: the later path wins (a warning says so).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Source, Update};
+use crate::objects::{Object, ObjectError, parse_documents};
+
+/// How often the directory is checked when none is configured: fast enough for tests and local mode.
+pub const DEFAULT_POLL: Duration = Duration::from_millis(200);
+
+/// Errors reading the directory.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// The directory or a file could not be read.
+    #[error("cannot read {0}: {1}; check that the path exists and is readable")]
+    Read(PathBuf, std::io::Error),
+    /// A file is not valid.
+    #[error("{0}: {1}")]
+    Parse(PathBuf, ObjectError),
+}
+
+/// Modification stamp of a file.
+type Stamp = (SystemTime, u64);
+
+/// The files source.
+#[derive(Debug)]
+pub struct FileSource {
+    dir: PathBuf,
+    poll: Duration,
+    files: BTreeMap<PathBuf, (Stamp, Vec<Object>)>,
+}
+
+impl FileSource {
+    /// A source for `dir`, checked every `poll`.
+    pub fn new(dir: impl Into<PathBuf>, poll: Duration) -> Self {
+        Self {
+            dir: dir.into(),
+            poll,
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Re-reads changed files; returns every object when anything changed, with the per-file errors.
+    pub fn scan(&mut self) -> Result<(Option<Vec<Object>>, Vec<FilesError>), FilesError> {
+        let mut seen = BTreeSet::new();
+        let mut errors = Vec::new();
+        let mut changed = false;
+        for path in list(&self.dir)? {
+            let Some(stamp) = stamp(&path) else { continue };
+            seen.insert(path.clone());
+            if self.files.get(&path).is_some_and(|(s, _)| *s == stamp) {
+                continue;
+            }
+            match read(&path) {
+                Ok(objects) => {
+                    self.files.insert(path, (stamp, objects));
+                    changed = true;
+                }
+                Err(e) => {
+                    // Remember the stamp so the same broken file is reported once, and keep its old objects.
+                    let old = self.files.remove(&path).map(|(_, o)| o).unwrap_or_default();
+                    self.files.insert(path, (stamp, old));
+                    errors.push(e);
+                }
+            }
+        }
+        let before = self.files.len();
+        self.files.retain(|p, _| seen.contains(p));
+        changed |= self.files.len() != before;
+        Ok((changed.then(|| self.objects()), errors))
+    }
+
+    fn objects(&self) -> Vec<Object> {
+        let mut by_key = BTreeMap::new();
+        for (path, (_, objects)) in &self.files {
+            for o in objects {
+                if by_key.insert(o.key(), o.clone()).is_some() {
+                    tracing::warn!(object = %o.key(), file = %path.display(), "defined in several files; this one wins");
+                }
+            }
+        }
+        by_key.into_values().collect()
+    }
+}
+
+impl Source for FileSource {
+    fn spawn(
+        mut self: Box<Self>,
+        tx: mpsc::Sender<Update>,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                match self.scan() {
+                    Ok((objects, errors)) => {
+                        for e in errors {
+                            tracing::error!(error = %e, "file rejected; its previous objects stay in force");
+                        }
+                        if let Some(objects) = objects {
+                            tracing::info!(dir = %self.dir.display(), objects = objects.len(), "config files changed");
+                            if tx.send(Update::Resync(objects)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot scan the config directory"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(self.poll) => {}
+                }
+            }
+        })
+    }
+}
+
+/// Reads every object of the directory once (all files must be valid).
+pub fn load_dir(dir: &Path) -> Result<Vec<Object>, FilesError> {
+    let mut source = FileSource::new(dir, DEFAULT_POLL);
+    let (objects, mut errors) = source.scan()?;
+    if let Some(e) = errors.pop() {
+        return Err(e);
+    }
+    Ok(objects.unwrap_or_default())
+}
+
+fn read(path: &Path) -> Result<Vec<Object>, FilesError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FilesError::Read(path.into(), e))?;
+    parse_documents(&text).map_err(|e| FilesError::Parse(path.into(), e))
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Config files under `dir`, sorted; hidden files (editors' and atomic writers' temporaries) are skipped.
+fn list(dir: &Path) -> Result<Vec<PathBuf>, FilesError> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| FilesError::Read(dir.into(), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| FilesError::Read(dir.into(), e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            out.extend(list(&path)?);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n";
+    const SA: &str = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: s, namespace: a}\n";
+
+    fn names(objects: &[Object]) -> Vec<String> {
+        objects.iter().map(|o| o.key().to_string()).collect()
+    }
+
+    #[test]
+    fn scans_changes_keeps_last_good_file_and_drops_removed_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        std::fs::write(dir.path().join("ns.yaml"), NS).expect("write");
+        std::fs::write(dir.path().join("sub/sa.yml"), SA).expect("write");
+        std::fs::write(dir.path().join(".tmp.yaml"), "garbage: [").expect("write");
+        std::fs::write(dir.path().join("notes.txt"), "ignored").expect("write");
+        let mut src = FileSource::new(dir.path(), DEFAULT_POLL);
+        let (objects, errors) = src.scan().expect("scan");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            names(&objects.expect("first scan")),
+            ["Namespace a", "ServiceAccount a/s"]
+        );
+        assert!(src.scan().expect("scan").0.is_none(), "nothing changed");
+
+        // A broken edit is reported and the file's previous objects stay.
+        std::fs::write(
+            dir.path().join("sub/sa.yml"),
+            "apiVersion: v1\nkind: Nope\nmetadata: {name: x}\n",
+        )
+        .expect("write");
+        let (objects, errors) = src.scan().expect("scan");
+        assert!(objects.is_none());
+        assert!(
+            errors[0].to_string().contains("unknown kind v1/Nope"),
+            "{}",
+            errors[0]
+        );
+        assert!(load_dir(dir.path()).is_err());
+
+        std::fs::remove_file(dir.path().join("sub/sa.yml")).expect("rm");
+        let (objects, _) = src.scan().expect("scan");
+        assert_eq!(names(&objects.expect("changed")), ["Namespace a"]);
+    }
+
+    #[test]
+    fn missing_directory_is_an_error_naming_it() {
+        let err = load_dir(Path::new("/nonexistent/mesh-config")).expect_err("missing");
+        assert!(
+            err.to_string().contains("/nonexistent/mesh-config"),
+            "{err}"
+        );
+    }
+}
