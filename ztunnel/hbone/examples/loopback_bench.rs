@@ -67,10 +67,16 @@ async fn main() -> Result<()> {
     let out_sink = start_outbound(pool.clone(), key.clone(), sink).await?;
     let out_pong = start_outbound(pool, key, pong).await?;
 
-    let direct = throughput(sink, mib).await?;
-    let proxied = throughput(out_sink, mib).await?;
+    let direct = cpu_per_gib("direct", mib, throughput(sink, mib)).await?;
+    let proxied = cpu_per_gib("hbone", mib, throughput(out_sink, mib)).await?;
     println!(
         "throughput  direct {direct:8.0} MiB/s  hbone {proxied:8.0} MiB/s  ratio {:.2}",
+        proxied / direct
+    );
+    let direct = parallel(sink, mib / 2, 2).await?;
+    let proxied = parallel(out_sink, mib / 2, 2).await?;
+    println!(
+        "2 flows     direct {direct:8.0} MiB/s  hbone {proxied:8.0} MiB/s  ratio {:.2}",
         proxied / direct
     );
     let direct = ping_pong(pong, 5000).await?;
@@ -82,6 +88,32 @@ async fn main() -> Result<()> {
         proxied - direct
     );
     Ok(())
+}
+
+/// CPU seconds (user + system) this process used so far, from /proc/self/stat (10 ms ticks).
+fn cpu_secs() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
+/// Runs `f` and prints the CPU it took per GiB moved.
+async fn cpu_per_gib<F: std::future::Future<Output = Result<f64>>>(
+    what: &str,
+    mib: usize,
+    f: F,
+) -> Result<f64> {
+    let before = cpu_secs()?;
+    let rate = f.await?;
+    let cpu = cpu_secs()? - before;
+    println!("  {what:<14} {:6.2} CPU s/GiB", cpu / (mib as f64 / 1024.0));
+    Ok(rate)
 }
 
 async fn throughput(addr: SocketAddr, mib: usize) -> Result<f64> {
@@ -101,6 +133,18 @@ async fn throughput(addr: SocketAddr, mib: usize) -> Result<f64> {
         "sink saw other count"
     );
     Ok(mib as f64 / secs)
+}
+
+/// Aggregate throughput of `flows` concurrent flows of `mib` each.
+async fn parallel(addr: SocketAddr, mib: usize, flows: usize) -> Result<f64> {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..flows)
+        .map(|_| tokio::spawn(throughput(addr, mib)))
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok((mib * flows) as f64 / start.elapsed().as_secs_f64())
 }
 
 async fn ping_pong(addr: SocketAddr, rounds: usize) -> Result<f64> {
