@@ -5,6 +5,8 @@
 //! - [`file`]: the local YAML config file ztunnel reads with `--config FILE`.
 //! - [`authz`]: Istio `AuthorizationPolicy` parsing and L4 evaluation as ztunnel enforces it.
 //! - [`peer_auth`]: Istio `PeerAuthentication` (STRICT / PERMISSIVE mTLS).
+//! - [`l7`]: Gateway API HTTPRoute/GRPCRoute for the waypoint: validation, precedence, matching,
+//!   filters, weighted backends, fault injection (pure logic).
 //! - [`handoff`]: the node agent -> ztunnel protocol (DESIGN.md 4.3) over a `SOCK_SEQPACKET` socket.
 //!
 //! This crate is pure logic plus blocking std/nix socket code: it must not depend on tokio, kube,
@@ -14,6 +16,7 @@ pub mod authz;
 pub mod file;
 pub mod handoff;
 pub mod identity;
+pub mod l7;
 pub mod model;
 pub mod peer_auth;
 

@@ -1,0 +1,212 @@
+//! Layer-7 routing for the waypoint, as pure logic: Gateway API `HTTPRoute` / `GRPCRoute`
+//! (gateway.networking.k8s.io/v1) parsed from Kubernetes YAML ([`spec`]), validated into
+//! [`Route`]s ([`convert`]), indexed by what they attach to with Gateway API precedence
+//! ([`RouteTable`]), request matching ([`RequestView`]), filters ([`filters`]), weighted
+//! backends ([`pick_backend`]), timeouts, retries and fault injection ([`fault`], our `HTTPFault`
+//! kind referenced by an `ExtensionRef` filter).
+//!
+//! Control's translation and the waypoint both use this API: [`parse_documents`] reads YAML,
+//! [`build_routes`] validates a whole set (every invalid object is reported with its reason;
+//! callers keep their last good set when it fails).
+
+pub mod convert;
+pub mod cors;
+pub mod duration;
+pub mod fault;
+pub mod filters;
+pub mod matching;
+pub mod pattern;
+pub mod route;
+pub mod spec;
+pub mod table;
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+pub use convert::{ConvertContext, check_header_name, check_header_value};
+pub use cors::Cors;
+pub use duration::parse_duration;
+pub use fault::{FAULT_GROUP, FAULT_KIND, Fault, FaultAction};
+pub use filters::{HeaderEdit, RequestTarget};
+pub use matching::{RequestView, SimpleRequest};
+pub use pattern::{Pattern, ValueMatch};
+pub use route::{
+    Backend, BackendTarget, Filter, HeaderModifier, Mirror, NamedMatch, Parent, PathMatch,
+    PathModifier, Redirect, Retry, Route, RouteKind, RouteMatch, Rule, Timeouts, UrlRewrite,
+};
+pub use spec::{GrpcRouteObject, HttpFaultObject, HttpRouteObject};
+pub use table::{Destination, RouteTable, Selection, pick_backend};
+
+use crate::model::FieldError;
+
+/// Gateway API group.
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// Why L7 config was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum L7Error {
+    /// A YAML document could not be read.
+    #[error("{source_name}: document {index}: not valid YAML/JSON: {message}")]
+    Yaml {
+        /// File (or stream) name.
+        source_name: String,
+        /// 0-based document index.
+        index: usize,
+        /// Parser message.
+        message: String,
+    },
+    /// An object is invalid.
+    #[error("{kind} {namespace}/{name}: {source}")]
+    Invalid {
+        /// Object kind.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The offending field and why.
+        source: FieldError,
+    },
+    /// Two objects share kind, namespace and name.
+    #[error(
+        "{kind} {namespace}/{name} is defined twice; names must be unique per kind and namespace"
+    )]
+    Duplicate {
+        /// Object kind.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+}
+
+/// An object of a kind the L7 layer reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum L7Object {
+    /// `HTTPRoute`.
+    HttpRoute(HttpRouteObject),
+    /// `GRPCRoute`.
+    GrpcRoute(GrpcRouteObject),
+    /// Our `HTTPFault`.
+    Fault(HttpFaultObject),
+    /// Another kind (ignored by the L7 layer; other parts of the mesh may read it).
+    Other {
+        /// `apiVersion`.
+        api_version: String,
+        /// `kind`.
+        kind: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypeMeta {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+}
+
+/// Reads every YAML document of `text` (`---`-separated; empty documents skipped).
+/// `source_name` names the file in errors.
+pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<L7Object>, L7Error> {
+    let mut out = Vec::new();
+    for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let yaml_err = |e: &dyn std::fmt::Display| L7Error::Yaml {
+            source_name: source_name.to_owned(),
+            index,
+            message: e.to_string(),
+        };
+        let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| yaml_err(&e))?;
+        if value.is_null() {
+            continue;
+        }
+        let tm: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(|e| yaml_err(&e))?;
+        let group = tm.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let obj = match (group, tm.kind.as_str()) {
+            (GATEWAY_GROUP, "HTTPRoute") => {
+                L7Object::HttpRoute(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?)
+            }
+            (GATEWAY_GROUP, "GRPCRoute") => {
+                L7Object::GrpcRoute(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?)
+            }
+            (FAULT_GROUP, FAULT_KIND) => {
+                L7Object::Fault(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?)
+            }
+            _ => L7Object::Other {
+                api_version: tm.api_version,
+                kind: tm.kind,
+            },
+        };
+        out.push(obj);
+    }
+    Ok(out)
+}
+
+fn ns_of(m: &spec::ObjectMetaSpec) -> String {
+    m.namespace.clone().unwrap_or_else(|| "default".into())
+}
+
+/// Validates a whole set of objects into routes. Every invalid object and duplicate is reported
+/// (all of them, so an operator can fix them in one go); nothing is returned on error.
+pub fn build_routes(objects: &[L7Object]) -> Result<Vec<Route>, Vec<L7Error>> {
+    let mut errors = Vec::new();
+    let mut ctx = ConvertContext::default();
+    let mut seen = HashMap::new();
+    let mut unique = |kind: &str, ns: &str, name: &str, errors: &mut Vec<L7Error>| {
+        let key = (kind.to_owned(), ns.to_owned(), name.to_owned());
+        if seen.insert(key, ()).is_some() {
+            errors.push(L7Error::Duplicate {
+                kind: kind.into(),
+                namespace: ns.into(),
+                name: name.into(),
+            });
+        }
+    };
+    for o in objects {
+        if let L7Object::Fault(f) = o {
+            let ns = ns_of(&f.metadata);
+            unique(FAULT_KIND, &ns, &f.metadata.name, &mut errors);
+            match Fault::from_spec(&f.spec) {
+                Ok(fault) => {
+                    ctx.faults.insert((ns, f.metadata.name.clone()), fault);
+                }
+                Err(source) => errors.push(L7Error::Invalid {
+                    kind: FAULT_KIND.into(),
+                    namespace: ns,
+                    name: f.metadata.name.clone(),
+                    source,
+                }),
+            }
+        }
+    }
+    let mut routes = Vec::new();
+    for o in objects {
+        let (kind, meta, result) = match o {
+            L7Object::HttpRoute(r) => ("HTTPRoute", &r.metadata, convert::http_route(r, &ctx)),
+            L7Object::GrpcRoute(r) => ("GRPCRoute", &r.metadata, convert::grpc_route(r, &ctx)),
+            _ => continue,
+        };
+        let ns = ns_of(meta);
+        unique(kind, &ns, &meta.name, &mut errors);
+        match result {
+            Ok(r) => routes.push(r),
+            Err(source) => errors.push(L7Error::Invalid {
+                kind: kind.into(),
+                namespace: ns,
+                name: meta.name.clone(),
+                source,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(routes)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests;
