@@ -191,8 +191,9 @@ async fn unresponsive_peer_is_dropped_by_keepalive() -> Result<()> {
         hold_tx.send(conn)?; // kept alive, never polled
         anyhow::Ok(())
     });
+    // The CONNECT times out (300 ms) before the first PING is even sent (400 ms).
     let cfg = PoolConfig {
-        keepalive_interval: Duration::from_millis(100),
+        keepalive_interval: Duration::from_millis(400),
         keepalive_timeout: Duration::from_millis(200),
         connect_timeout: Duration::from_millis(300),
         ..PoolConfig::default()
