@@ -1,0 +1,144 @@
+//! The waypoint's configuration: one typed struct, parsed from flags or environment in `main`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// HBONE listener (DESIGN.md 3).
+pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:15008";
+/// Admin address: loopback only, it can drain the proxy.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:15000";
+/// Metrics address (DESIGN.md 3).
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:15020";
+/// Readiness address (DESIGN.md 3).
+pub const DEFAULT_READINESS_ADDR: &str = "0.0.0.0:15021";
+/// How often the config file and the routes directory are checked for changes: fast enough that
+/// a route change applies within a second, cheap (a few `stat` calls).
+pub const CONFIG_POLL: Duration = Duration::from_millis(500);
+/// How long a tunnel may stay silent before it is treated as opaque TCP when the service port
+/// declares no `appProtocol` (server-first protocols send nothing); Istio uses 100 ms too.
+pub const DEFAULT_SNIFF_TIMEOUT_MS: u64 = 100;
+
+/// Output format of logs and access logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the waypoint needs to start.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "waypoint",
+    about = "L7 proxy of the mesh: HBONE in, HTTPRoute/GRPCRoute routing, resilience, telemetry, HBONE out"
+)]
+pub struct Config {
+    /// Mesh config file (workloads, services, policies; the ztunnel format of
+    /// control/api/README.md). Re-read when it changes; an invalid version is rejected and the
+    /// previous one stays in force.
+    #[arg(long, env = "WAYPOINT_CONFIG")]
+    pub config: PathBuf,
+
+    /// Directory of Kubernetes YAML with HTTPRoute, GRPCRoute and HTTPFault objects (`*.yaml`,
+    /// `*.yml`, `*.json`). Re-read when a file changes; an invalid set is rejected as a whole with
+    /// the reasons logged and shown in `/config_dump`, and the previous routes stay in force.
+    #[arg(long, env = "WAYPOINT_ROUTES")]
+    pub routes: Option<PathBuf>,
+
+    /// TESTING ONLY: PEM certificate of a CA whose key the waypoint uses to sign its own
+    /// certificate. In Kubernetes, certificates come from control's CA instead.
+    #[arg(long, requires = "ca_key")]
+    pub ca_cert: PathBuf,
+
+    /// TESTING ONLY: PEM private key of `--ca-cert`.
+    #[arg(long, requires = "ca_cert")]
+    pub ca_key: PathBuf,
+
+    /// Trust domain of identities.
+    #[arg(long, default_value = mesh_identity::DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+
+    /// Namespace of the waypoint (its identity and its Gateway).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+
+    /// Service account of the waypoint: its identity is
+    /// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
+    #[arg(long, env = "SERVICE_ACCOUNT", default_value = "waypoint")]
+    pub service_account: String,
+
+    /// Name of the waypoint's Gateway: routes with this Gateway as parent apply to every service
+    /// it serves. Defaults to the service account.
+    #[arg(long, env = "GATEWAY_NAME")]
+    pub gateway_name: Option<String>,
+
+    /// The waypoint's own address (upstream HBONE connections are pooled per source address).
+    #[arg(long, env = "POD_IP")]
+    pub ip: Option<IpAddr>,
+
+    /// HBONE listen address.
+    #[arg(long, default_value = DEFAULT_LISTEN_ADDR)]
+    pub listen: SocketAddr,
+
+    /// Admin API (config dump, logging, drain).
+    #[arg(long, default_value = DEFAULT_ADMIN_ADDR)]
+    pub admin_addr: SocketAddr,
+
+    /// Prometheus metrics.
+    #[arg(long, default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: SocketAddr,
+
+    /// Readiness probe.
+    #[arg(long, default_value = DEFAULT_READINESS_ADDR)]
+    pub readiness_addr: SocketAddr,
+
+    /// Log format (access logs included).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Protocol sniffing timeout in milliseconds (ports without `appProtocol`).
+    #[arg(long, default_value_t = DEFAULT_SNIFF_TIMEOUT_MS)]
+    pub sniff_timeout_ms: u64,
+
+    /// Lifetime of self-signed (testing) certificates, in seconds.
+    #[arg(long, value_parser = parse_secs, default_value = "86400")]
+    pub cert_lifetime: Duration,
+
+    /// Drain period for open connections on shutdown, in seconds.
+    #[arg(long, value_parser = parse_secs, default_value = "5")]
+    pub drain: Duration,
+
+    /// Worker threads of the async runtime (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+}
+
+impl Config {
+    /// The waypoint's SPIFFE identity.
+    pub fn identity(&self) -> mesh_identity::SpiffeId {
+        mesh_identity::SpiffeId::new(
+            self.trust_domain.clone(),
+            self.namespace.clone(),
+            self.service_account.clone(),
+        )
+    }
+
+    /// (namespace, name) of the waypoint's Gateway.
+    pub fn gateway(&self) -> (String, String) {
+        let name = self
+            .gateway_name
+            .clone()
+            .unwrap_or_else(|| self.service_account.clone());
+        (self.namespace.clone(), name)
+    }
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{s}` is not a number of seconds"))
+}

@@ -1,0 +1,161 @@
+//! The HBONE side: accept mTLS connections on 15008, take each CONNECT (its `:authority` is the
+//! original destination: a service VIP:port or a workload address), accept the tunnel, then find
+//! out what it carries (HTTP/1.1, HTTP/2 or opaque TCP) and serve it.
+
+mod detect;
+mod tcp;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hbone::{ConnectRequest, Responder};
+use http::StatusCode;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mesh_identity::SpiffeId;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use ztunnel::identity::CertManager;
+
+use crate::proxy::{Downstream, Proxy};
+use crate::resolve::{self, Target};
+use crate::upstream::Prefixed;
+
+pub use detect::{Detected, sniff};
+
+/// Pause after an accept error (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// Limit for the TLS handshake of a client.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Limit for a client to send a complete HTTP/1.1 request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything the HBONE server needs.
+pub struct Server {
+    /// The request pipeline.
+    pub proxy: Arc<Proxy>,
+    /// Certificates (the waypoint's own for TLS).
+    pub certs: Arc<CertManager>,
+    /// The waypoint's identity.
+    pub identity: SpiffeId,
+    /// Protocol sniffing timeout (ports without `appProtocol`).
+    pub sniff_timeout: Duration,
+    /// HBONE server settings.
+    pub serve: hbone::ServeOptions,
+    /// Cancelled to drain.
+    pub drain: CancellationToken,
+}
+
+/// Accepts HBONE connections on `listener` until `drain` fires.
+pub async fn run(listener: TcpListener, server: Arc<Server>) {
+    let handler = {
+        let server = server.clone();
+        Arc::new(move |req: ConnectRequest, responder: Responder| {
+            let server = server.clone();
+            async move { server.tunnel(req, responder).await }
+        })
+    };
+    loop {
+        let accepted = tokio::select! {
+            _ = server.drain.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                tracing::warn!(error = %e, "HBONE accept failed; retrying");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        let server = server.clone();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let cfg = match server.certs.server_config(&server.identity) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "no certificate to serve HBONE with");
+                    return;
+                }
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+            let (tls, info) = match hbone::accept_tls(&acceptor, tcp, TLS_HANDSHAKE_TIMEOUT).await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "HBONE handshake failed");
+                    return;
+                }
+            };
+            let drain = server.drain.clone();
+            if let Err(e) = hbone::serve_connection(tls, info, &server.serve, drain, handler).await
+            {
+                tracing::debug!(error = %e, "HBONE connection failed");
+            }
+        });
+    }
+}
+
+impl Server {
+    async fn tunnel(&self, req: ConnectRequest, responder: Responder) {
+        let mesh = self.proxy.state.mesh();
+        let target = match resolve::target(&mesh, req.authority) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::event!(target: "access", tracing::Level::INFO, src.identity = %req.conn.peer_identity, dst.addr = %req.authority, error = %e, "tunnel refused");
+                let _ = responder.refuse(StatusCode::SERVICE_UNAVAILABLE);
+                return;
+            }
+        };
+        drop(mesh);
+        let mut stream = match responder.accept() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "client went away before the tunnel opened");
+                return;
+            }
+        };
+        let app_protocol = match &target {
+            Target::Service { app_protocol, .. } => app_protocol.clone(),
+            Target::Workload { .. } => None,
+        };
+        let (prefix, detected) = match detect::by_app_protocol(app_protocol.as_deref()) {
+            Some(d) => (bytes::Bytes::new(), d),
+            None => match sniff(&mut stream, self.sniff_timeout).await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "tunnel failed while sniffing");
+                    return;
+                }
+            },
+        };
+        let down = Arc::new(Downstream {
+            peer: req.conn.peer_identity.clone(),
+            client: req.forwarded_for.unwrap_or(req.conn.peer_addr),
+            authority: req.authority,
+            target,
+        });
+        let io = Prefixed::new(prefix, stream);
+        match detected {
+            Detected::Http => self.serve_http(down, io).await,
+            Detected::Tcp => tcp::proxy(&self.proxy, &down, io).await,
+        }
+    }
+
+    async fn serve_http(&self, down: Arc<Downstream>, io: Prefixed<hbone::H2Stream>) {
+        let proxy = self.proxy.clone();
+        let service = service_fn(move |req| {
+            let (proxy, down) = (proxy.clone(), down.clone());
+            async move { Ok::<_, Infallible>(proxy.handle(down, req).await) }
+        });
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        builder.http2().timer(TokioTimer::new());
+        if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+            tracing::debug!(error = %e, "HTTP connection in tunnel ended with an error");
+        }
+    }
+}
