@@ -44,6 +44,9 @@ pub enum Resource {
 pub struct Entry {
     /// Index sequence number of its last change.
     pub version: u64,
+    /// Hash of the content: the version proxies see, stable across control restarts so a proxy reconnecting to
+    /// a restarted control is not sent what it already has.
+    pub hash: u64,
     /// The resource.
     pub resource: Arc<Resource>,
 }
@@ -341,10 +344,12 @@ impl Index {
                 .insert(name.clone());
         }
         let version = self.bump(&name);
+        let hash = content_hash(&resource);
         self.resources.insert(
             name,
             Entry {
                 version,
+                hash,
                 resource: Arc::new(resource),
             },
         );
@@ -377,6 +382,15 @@ impl Index {
         }
         self.seq
     }
+}
+
+/// A hash of the resource's content, equal across processes of the same build (SipHash with fixed keys over
+/// the Debug form, whose maps are ordered).
+fn content_hash(r: &Resource) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{r:?}").hash(&mut h);
+    h.finish()
 }
 
 /// Resource name of a workload.

@@ -8,11 +8,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, Ready};
 use crate::config::{Config, LogFormat};
-use crate::identity::{CertManager, LocalCa};
+use crate::identity::CertManager;
 use crate::inpod::{client, pods::PodManager};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::state::{self, State};
 use crate::telemetry;
 
 /// Runs ztunnel until a signal or `/quitquitquit` drains it.
@@ -24,26 +23,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let log = telemetry::init_logging(format, &telemetry::directives_from_env())
         .context("cannot initialise logging")?;
 
-    let snapshot = state::load_file(&config.config)?;
-    let state = Arc::new(State::new(snapshot));
-    let ca_cert = std::fs::read(&config.ca_cert)
-        .with_context(|| format!("cannot read --ca-cert {}", config.ca_cert.display()))?;
-    let ca_key = std::fs::read(&config.ca_key)
-        .with_context(|| format!("cannot read --ca-key {}", config.ca_key.display()))?;
-    let ca = mesh_identity::CertificateAuthority::from_pem(&ca_cert, &ca_key, &config.trust_domain)
-        .context("invalid --ca-cert/--ca-key")?;
-    tracing::warn!("TESTING MODE: signing workload certificates locally with --ca-cert/--ca-key");
-    let certs = Arc::new(CertManager::new(Arc::new(LocalCa::new(
-        ca,
-        config.cert_lifetime,
-    ))));
+    let drain = CancellationToken::new();
+    let (state, cert_source) = crate::control::start(&config, drain.clone()).await?;
+    let certs = Arc::new(CertManager::new(cert_source));
 
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
     let registry = Arc::new(registry);
-    let drain = CancellationToken::new();
-    let mut serve = hbone::ServeOptions::default();
-    serve.drain_period = config.drain;
+    let serve = hbone::ServeOptions {
+        drain_period: config.drain,
+        ..Default::default()
+    };
     let proxy = Arc::new(Proxy {
         state: state.clone(),
         certs: certs.clone(),
@@ -88,11 +78,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ready_l,
         ready.clone(),
         servers_stop.clone(),
-    ));
-    tokio::spawn(state::watch_file(
-        config.config.clone(),
-        state,
-        drain.clone(),
     ));
 
     let on_snapshot = {

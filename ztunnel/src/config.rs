@@ -16,6 +16,8 @@ pub const DEFAULT_HANDOFF_SOCKET: &str = "/var/run/mesh/ztunnel.sock";
 pub const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// How long open tunnels may finish after a drain starts before they are closed.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+/// Identity of control's service account (Istio's `istiod` lives in istio-system too).
+pub const DEFAULT_CONTROL_IDENTITY: &str = "spiffe://cluster.local/ns/istio-system/sa/mesh-control";
 /// How often the config file is checked for changes.
 pub const CONFIG_POLL: Duration = Duration::from_millis(500);
 
@@ -40,18 +42,41 @@ pub struct Config {
     pub node: String,
 
     /// Local config file (workloads, services, policies; format in control/api/README.md). Re-read when it
-    /// changes; an invalid new version is rejected and the previous config stays in force.
-    #[arg(long, env = "ZTUNNEL_CONFIG")]
-    pub config: PathBuf,
+    /// changes; an invalid new version is rejected and the previous config stays in force. Required unless
+    /// `--control` is given.
+    #[arg(
+        long,
+        env = "ZTUNNEL_CONFIG",
+        required_unless_present = "control",
+        conflicts_with = "control"
+    )]
+    pub config: Option<PathBuf>,
 
     /// TESTING ONLY: PEM certificate of a CA whose key ztunnel may use to sign its own workload certificates.
     /// In Kubernetes, certificates come from control's CA instead.
-    #[arg(long, requires = "ca_key")]
-    pub ca_cert: PathBuf,
+    #[arg(long, requires = "ca_key", required_unless_present = "control")]
+    pub ca_cert: Option<PathBuf>,
 
     /// TESTING ONLY: PEM private key of `--ca-cert`.
     #[arg(long, requires = "ca_cert")]
-    pub ca_key: PathBuf,
+    pub ca_key: Option<PathBuf>,
+
+    /// Address of control's gRPC endpoint (config stream and CA, port 15012). Replaces `--config`; certificates
+    /// come from control's CA unless `--ca-cert/--ca-key` are given.
+    #[arg(long, env = "ZTUNNEL_CONTROL", requires_all = ["token_file", "control_ca"])]
+    pub control: Option<SocketAddr>,
+
+    /// File holding ztunnel's service-account token for control (re-read at every connection).
+    #[arg(long, env = "ZTUNNEL_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM root(s) control's certificate must chain to (the mesh root).
+    #[arg(long, env = "ZTUNNEL_CONTROL_CA")]
+    pub control_ca: Option<PathBuf>,
+
+    /// SPIFFE identity control must prove.
+    #[arg(long, default_value = DEFAULT_CONTROL_IDENTITY)]
+    pub control_identity: String,
 
     /// Trust domain of workload identities.
     #[arg(long, default_value = mesh_identity::DEFAULT_TRUST_DOMAIN)]

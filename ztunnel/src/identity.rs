@@ -51,6 +51,45 @@ impl CertSource for LocalCa {
     }
 }
 
+/// Certificates from control's CA (the key never leaves ztunnel). [`CertSource::issue`] is synchronous: it blocks
+/// the calling worker thread (`block_in_place`) while control signs, which needs the multi-threaded runtime.
+pub struct ControlCa {
+    client: mesh_xds::ca::CaClient,
+    roots: Mutex<TrustBundle>,
+    handle: tokio::runtime::Handle,
+}
+
+impl ControlCa {
+    /// A source asking control through `client`; `roots` until control sends its own.
+    pub fn new(
+        client: mesh_xds::ca::CaClient,
+        roots: TrustBundle,
+        handle: tokio::runtime::Handle,
+    ) -> Self {
+        Self {
+            client,
+            roots: Mutex::new(roots),
+            handle,
+        }
+    }
+}
+
+impl CertSource for ControlCa {
+    fn issue(&self, id: &SpiffeId) -> Result<WorkloadCert, String> {
+        let sign = || self.handle.block_on(self.client.sign(id));
+        let result = match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(sign),
+            Err(_) => sign(),
+        };
+        let (cert, roots) = result.map_err(|e| e.to_string())?;
+        *self.roots.lock().unwrap_or_else(|p| p.into_inner()) = roots;
+        Ok(cert)
+    }
+    fn bundle(&self) -> TrustBundle {
+        self.roots.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 #[derive(Clone)]
 struct Entry {
     cert: WorkloadCert,

@@ -85,6 +85,21 @@ pub async fn watch_file(path: PathBuf, state: Arc<State>, stop: CancellationToke
     }
 }
 
+/// A config-stream sink that validates each complete config received from control and swaps it in; a config
+/// that is not a valid snapshot is rejected (NACK) and the previous one stays in force.
+pub fn control_sink(
+    state: Arc<State>,
+    first: tokio::sync::watch::Sender<bool>,
+) -> mesh_xds::client::Sink {
+    Arc::new(move |parts| {
+        let snapshot = ConfigSnapshot::new(parts).map_err(|e| e.to_string())?;
+        let version = state.replace(snapshot);
+        tracing::info!(version, "config from control applied");
+        first.send_replace(true);
+        Ok(())
+    })
+}
+
 fn modified(path: &Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))

@@ -1,0 +1,245 @@
+//! One config stream per proxy.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use mesh_xds::convert::{self, Value};
+use mesh_xds::pb::{self, config_discovery_server::ConfigDiscovery};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::view;
+use crate::auth::{Authenticator, bearer};
+use crate::index::{Entry, Index, Resource};
+use crate::store::Store;
+
+/// The config stream service.
+pub struct ConfigService {
+    store: Arc<Store>,
+    auth: Arc<dyn Authenticator>,
+    ztunnel: (String, String),
+}
+
+impl ConfigService {
+    /// Serves `store`'s index; only ztunnels (`ztunnel` = namespace, service account) bound to the node they
+    /// name may subscribe.
+    pub fn new(store: Arc<Store>, auth: Arc<dyn Authenticator>, ztunnel: (String, String)) -> Self {
+        Self {
+            store,
+            auth,
+            ztunnel,
+        }
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::ConfigResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ConfigDiscovery for ConfigService {
+    type StreamStream = ResponseStream;
+
+    async fn stream(
+        &self,
+        req: Request<Streaming<pb::ConfigRequest>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let caller = bearer(req.metadata())
+            .and_then(|t| self.auth.authenticate(t))
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let mut inbound = req.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the stream ended before the first request"))?;
+        if (caller.namespace.as_str(), caller.service_account.as_str())
+            != (self.ztunnel.0.as_str(), self.ztunnel.1.as_str())
+            || first.kind != mesh_xds::KIND_ZTUNNEL
+        {
+            return Err(Status::permission_denied(format!(
+                "{}/{} ({:?}) may not subscribe: only ztunnels ({}/{}) are served so far",
+                caller.namespace,
+                caller.service_account,
+                first.kind,
+                self.ztunnel.0,
+                self.ztunnel.1
+            )));
+        }
+        if caller.node.as_deref() != Some(first.node.as_str()) {
+            return Err(Status::permission_denied(format!(
+                "the token is bound to node {:?}, the stream asks for node {:?}",
+                caller.node, first.node
+            )));
+        }
+        let (tx, rx) = mpsc::channel(2);
+        let sent: HashMap<String, String> = first.initial_versions;
+        tracing::info!(node = %first.node, held = sent.len(), "ztunnel subscribed");
+        tokio::spawn(session(self.store.clone(), first.node, sent, inbound, tx));
+        let out =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+            );
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// Sends responses to one proxy until it goes away.
+async fn session(
+    store: Arc<Store>,
+    node: String,
+    mut sent: HashMap<String, String>,
+    mut inbound: Streaming<pb::ConfigRequest>,
+    tx: mpsc::Sender<Result<pb::ConfigResponse, Status>>,
+) {
+    let mut seq_rx = store.subscribe();
+    let mut last_seq = None;
+    let (mut nonce, mut pending, mut first) = (0u64, None::<String>, true);
+    // What `sent` held before the response in flight, to undo it on NACK.
+    let mut undo: HashMap<String, Option<String>> = HashMap::new();
+    // After a NACK, nothing is resent until something changes (no tight NACK loop).
+    let mut wait_change = false;
+    loop {
+        if pending.is_none() && !wait_change {
+            seq_rx.borrow_and_update();
+            undo.clear();
+            let resp = {
+                let index = store.lock();
+                delta(&index, &node, &mut sent, &mut undo, &mut last_seq, first)
+            };
+            if let Some(mut resp) = resp {
+                nonce += 1;
+                resp.nonce = nonce.to_string();
+                pending = Some(resp.nonce.clone());
+                tracing::debug!(%node, version = %resp.system_version, changed = resp.resources.len(), removed = resp.removed.len(), "sending config");
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+                first = false;
+            }
+        }
+        tokio::select! {
+            changed = seq_rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                wait_change = false;
+            }
+            msg = inbound.message() => match msg {
+                Ok(Some(m)) if pending.as_deref() == Some(m.response_nonce.as_str()) => {
+                    if m.error.is_empty() {
+                        tracing::debug!(%node, nonce = %m.response_nonce, "ACK");
+                    } else {
+                        tracing::warn!(%node, nonce = %m.response_nonce, error = %m.error, "NACK: the proxy keeps its last good config");
+                        // The proxy does not have what was sent: forget it, and compare everything at the next
+                        // change so the rejected resources go again with it.
+                        for (name, prev) in undo.drain() {
+                            match prev {
+                                Some(v) => sent.insert(name, v),
+                                None => sent.remove(&name),
+                            };
+                        }
+                        last_seq = None;
+                        wait_change = true;
+                    }
+                    pending = None;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    tracing::info!(%node, "ztunnel disconnected");
+                    return;
+                }
+                Err(e) => {
+                    tracing::info!(%node, error = %e, "ztunnel stream ended");
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// What `node` needs that it does not have (per `sent`), updating `sent`. `None` when nothing changed (the first
+/// response is always sent, so a proxy knows it is in sync).
+pub fn delta(
+    index: &Index,
+    node: &str,
+    sent: &mut HashMap<String, String>,
+    undo: &mut HashMap<String, Option<String>>,
+    last_seq: &mut Option<u64>,
+    force: bool,
+) -> Option<pb::ConfigResponse> {
+    let mut resources = Vec::new();
+    let mut removed = Vec::new();
+    let changed: Vec<String> = match last_seq.and_then(|s| index.changes_since(s)) {
+        Some(changed) => changed.into_iter().filter(|n| view::is_global(n)).collect(),
+        None => {
+            let mut all: Vec<String> = index
+                .resources()
+                .map(|(n, _)| n.clone())
+                .filter(|n| view::is_global(n))
+                .collect();
+            all.extend(
+                sent.keys()
+                    .filter(|n| view::is_global(n) && index.resource(n).is_none())
+                    .cloned(),
+            );
+            all
+        }
+    };
+    let mut send = |name: &str,
+                    e: &Entry,
+                    sent: &mut HashMap<String, String>,
+                    undo: &mut HashMap<String, Option<String>>| {
+        let version = format!("{:016x}", e.hash);
+        if sent.get(name) != Some(&version) {
+            resources.push(convert::encode(name, &version, &value(&e.resource)));
+            let prev = sent.insert(name.to_string(), version);
+            undo.entry(name.to_string()).or_insert(prev);
+        }
+    };
+    for name in changed {
+        match index.resource(&name) {
+            Some(e) => send(&name, e, sent, undo),
+            None => {
+                if let Some(prev) = sent.remove(&name) {
+                    undo.entry(name.clone()).or_insert(Some(prev));
+                    removed.push(name);
+                }
+            }
+        }
+    }
+    let wanted = view::node_policies(index, node);
+    for (name, e) in &wanted {
+        send(name, e, sent, undo);
+    }
+    let stale: Vec<String> = sent
+        .keys()
+        .filter(|n| !view::is_global(n) && !wanted.contains_key(n.as_str()))
+        .cloned()
+        .collect();
+    for n in stale {
+        let prev = sent.remove(&n);
+        undo.entry(n.clone()).or_insert(prev);
+        removed.push(n);
+    }
+    *last_seq = Some(index.seq());
+    if resources.is_empty() && removed.is_empty() && !force {
+        return None;
+    }
+    Some(pb::ConfigResponse {
+        system_version: index.seq().to_string(),
+        nonce: String::new(),
+        resources,
+        removed,
+        root_namespace: index.options().root_namespace.clone(),
+    })
+}
+
+fn value(r: &Resource) -> Value {
+    match r {
+        Resource::Workload(w) => Value::Workload(w.clone()),
+        Resource::Service(s) => Value::Service(s.clone()),
+        Resource::AuthorizationPolicy(p) => Value::AuthorizationPolicy(p.clone()),
+        Resource::PeerAuthentication(p) => Value::PeerAuthentication(p.clone()),
+    }
+}

@@ -1,0 +1,168 @@
+//! The proxy side of the config stream: holds the resources received (name -> version, value), applies each
+//! response all or nothing through a sink (ACK when the sink accepts the new config, NACK with the reason when it
+//! rejects it: the proxy keeps its last good config), and reconnects with backoff, announcing what it holds so
+//! control resends only what changed meanwhile. While control is unreachable the last config stays in force.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_api::SnapshotParts;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::convert::{self, Value};
+use crate::pb::{self, config_discovery_client::ConfigDiscoveryClient};
+
+/// First delay before reconnecting; doubles up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest delay between reconnection attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Receives complete configs; `Err` rejects one (with the reason sent back as NACK).
+pub type Sink = Arc<dyn Fn(SnapshotParts) -> Result<(), String> + Send + Sync>;
+
+/// Errors of one stream attempt.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The token file could not be read.
+    #[error("cannot read token file {0}: {1}")]
+    Token(PathBuf, std::io::Error),
+    /// The gRPC call failed.
+    #[error("config stream: {0}")]
+    Status(#[from] tonic::Status),
+    /// Control closed the stream.
+    #[error("config stream closed by control")]
+    Closed,
+}
+
+/// The config stream client of one proxy.
+pub struct ConfigClient {
+    channel: Channel,
+    token_file: PathBuf,
+    node: String,
+    kind: String,
+    held: BTreeMap<String, (String, Value)>,
+    root_namespace: String,
+}
+
+impl ConfigClient {
+    /// A client for the proxy `kind` on `node`, authenticating with the token in `token_file` (re-read at every
+    /// connection, so rotated tokens are picked up).
+    pub fn new(channel: Channel, token_file: PathBuf, node: String, kind: &str) -> Self {
+        Self {
+            channel,
+            token_file,
+            node,
+            kind: kind.to_string(),
+            held: BTreeMap::new(),
+            root_namespace: String::new(),
+        }
+    }
+
+    /// Runs until `stop`, reconnecting after errors.
+    pub async fn run(mut self, sink: Sink, stop: CancellationToken) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let result = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = self.stream_once(&sink, &mut backoff) => r,
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, retry_in = ?backoff, "config stream interrupted; keeping the last config");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn stream_once(
+        &mut self,
+        sink: &Sink,
+        backoff: &mut Duration,
+    ) -> Result<(), StreamError> {
+        let token = std::fs::read_to_string(&self.token_file)
+            .map_err(|e| StreamError::Token(self.token_file.clone(), e))?;
+        let (tx, rx) = mpsc::channel::<pb::ConfigRequest>(4);
+        let first = pb::ConfigRequest {
+            node: self.node.clone(),
+            kind: self.kind.clone(),
+            initial_versions: self
+                .held
+                .iter()
+                .map(|(n, (v, _))| (n.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+            ..Default::default()
+        };
+        // The receiver is alive until the request stream is dropped below.
+        let _ = tx.send(first).await;
+        let outbound =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+            );
+        let req = crate::with_token(tonic::Request::new(outbound), &token)?;
+        let mut inbound = ConfigDiscoveryClient::new(self.channel.clone())
+            .stream(req)
+            .await?
+            .into_inner();
+        tracing::info!(held = self.held.len(), "config stream connected");
+        while let Some(resp) = inbound.message().await? {
+            *backoff = MIN_BACKOFF;
+            let error = match self.apply(&resp, sink) {
+                Ok(()) => String::new(),
+                Err(e) => {
+                    tracing::error!(version = %resp.system_version, error = %e, "config rejected (NACK); keeping the last good config");
+                    e
+                }
+            };
+            let ack = pb::ConfigRequest {
+                response_nonce: resp.nonce.clone(),
+                error,
+                ..Default::default()
+            };
+            if tx.send(ack).await.is_err() {
+                break;
+            }
+        }
+        Err(StreamError::Closed)
+    }
+
+    fn apply(&mut self, resp: &pb::ConfigResponse, sink: &Sink) -> Result<(), String> {
+        let mut next = self.held.clone();
+        for name in &resp.removed {
+            next.remove(name);
+        }
+        for r in &resp.resources {
+            let value = convert::decode(r).map_err(|e| e.to_string())?;
+            next.insert(r.name.clone(), (r.version.clone(), value));
+        }
+        let mut parts = SnapshotParts {
+            root_namespace: resp.root_namespace.clone(),
+            ..Default::default()
+        };
+        for (_, v) in next.values() {
+            match v {
+                Value::Workload(w) => parts.workloads.push(w.clone()),
+                Value::Service(s) => parts.services.push(s.clone()),
+                Value::AuthorizationPolicy(p) => parts.authorization_policies.push(p.clone()),
+                Value::PeerAuthentication(p) => parts.peer_authentications.push(p.clone()),
+            }
+        }
+        sink(parts)?;
+        tracing::info!(
+            version = %resp.system_version,
+            changed = resp.resources.len(),
+            removed = resp.removed.len(),
+            "config applied (ACK)"
+        );
+        self.held = next;
+        self.root_namespace = resp.root_namespace.clone();
+        Ok(())
+    }
+}
