@@ -62,7 +62,7 @@ pub enum SourceConfig {
         poll: Duration,
     },
     /// The Kubernetes API; `None` infers the client config.
-    Kubernetes(Option<kube::Config>),
+    Kubernetes(Option<Box<kube::Config>>),
     /// A source built by the caller.
     Custom(Arc<dyn PodSource>),
 }

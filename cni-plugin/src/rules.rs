@@ -170,6 +170,12 @@ pub fn pod_rules(opts: &RedirectOptions) -> Vec<PodRule> {
     let (mark, mask, conn, probe) = (ZTUNNEL_MARK, MARK_MASK, CONNMARK, PROBE_SOURCE);
     let nft_mark = format!("meta mark & {mask:#x}");
     let ipt_mark = format!("{mark:#x}/{mask:#x}");
+    // Redirects (rules 3 and 9) match only connection openings (SYN without ACK). A pod that
+    // had no netfilter rules before enrolment has no conntrack entries for its open
+    // connections; their next packet creates a mid-stream entry whose NAT rules are evaluated
+    // as for a new connection. Matching SYN keeps those connections direct and alive instead
+    // of redirecting a mid-stream packet to ztunnel (which would answer with a reset).
+    let nft_syn = "tcp flags & (syn | ack) == syn";
     let rule = |step, key, hook, nft: String, iptables: String| {
         let (ipt_match, ipt_target) = match iptables.split_once(" -j ") {
             Some((m, t)) => (m.to_string(), format!("-j {t}")),
@@ -207,11 +213,11 @@ pub fn pod_rules(opts: &RedirectOptions) -> Vec<PodRule> {
             "3-inbound-redirect",
             Hook::NatPrerouting,
             format!(
-                "ip daddr != 127.0.0.1 tcp dport != {HBONE_PORT} {nft_mark} != {mark:#x} \
+                "ip daddr != 127.0.0.1 tcp dport != {HBONE_PORT} {nft_syn} {nft_mark} != {mark:#x} \
                  redirect to :{INBOUND_PLAINTEXT_PORT}"
             ),
             format!(
-                "! -d 127.0.0.1/32 -p tcp -m tcp ! --dport {HBONE_PORT} -m mark ! --mark {ipt_mark} \
+                "! -d 127.0.0.1/32 -p tcp -m tcp ! --dport {HBONE_PORT} --syn -m mark ! --mark {ipt_mark} \
                  -j REDIRECT --to-ports {INBOUND_PLAINTEXT_PORT}"
             ),
         ),
@@ -279,11 +285,11 @@ pub fn pod_rules(opts: &RedirectOptions) -> Vec<PodRule> {
             "9-outbound-redirect",
             Hook::NatOutput,
             format!(
-                "meta l4proto tcp ip daddr != 127.0.0.1 {nft_mark} != {mark:#x} \
+                "meta l4proto tcp ip daddr != 127.0.0.1 {nft_syn} {nft_mark} != {mark:#x} \
                  redirect to :{OUTBOUND_PORT}"
             ),
             format!(
-                "! -d 127.0.0.1/32 -p tcp -m mark ! --mark {ipt_mark} \
+                "! -d 127.0.0.1/32 -p tcp -m tcp --syn -m mark ! --mark {ipt_mark} \
                  -j REDIRECT --to-ports {OUTBOUND_PORT}"
             ),
         ),

@@ -49,9 +49,10 @@ pub(super) fn prepare(
             config.node_name.clone(),
             *poll,
         )),
-        SourceConfig::Kubernetes(api) => {
-            Arc::new(KubeSource::new(config.node_name.clone(), api.clone())?)
-        }
+        SourceConfig::Kubernetes(api) => Arc::new(KubeSource::new(
+            config.node_name.clone(),
+            api.as_deref().cloned(),
+        )?),
         SourceConfig::Custom(s) => s.clone(),
     };
     source.start(EventSink::new(tx.clone()))?;

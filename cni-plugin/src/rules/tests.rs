@@ -66,14 +66,14 @@ fn nft_script_replaces_our_table_atomically_with_the_design_rules() {
         "meta mark & 0xfff == 0x539 ct mark set ct mark & 0xfffff000 | 0x111 comment",
         "type nat hook prerouting priority dstnat; policy accept;",
         "ip saddr 169.254.7.127 meta l4proto tcp accept comment",
-        "ip daddr != 127.0.0.1 tcp dport != 15008 meta mark & 0xfff != 0x539 redirect to :15006",
+        "ip daddr != 127.0.0.1 tcp dport != 15008 tcp flags & (syn | ack) == syn meta mark & 0xfff != 0x539 redirect to :15006",
         "type route hook output priority mangle; policy accept;",
         "ct mark & 0xfff == 0x111 meta mark set ct mark comment",
         "type nat hook output priority -100; policy accept;",
         "ip daddr 169.254.7.127 meta l4proto tcp accept comment",
         "meta l4proto tcp meta mark & 0xfff == 0x111 accept comment",
         "ip daddr != 127.0.0.1 oifname \"lo\" accept comment",
-        "meta l4proto tcp ip daddr != 127.0.0.1 meta mark & 0xfff != 0x539 redirect to :15001",
+        "meta l4proto tcp ip daddr != 127.0.0.1 tcp flags & (syn | ack) == syn meta mark & 0xfff != 0x539 redirect to :15001",
     ];
     // Each golden line is present, and in this order (chains and rules within chains).
     let mut at = 0;
@@ -159,11 +159,11 @@ fn iptables_payload_adds_missing_jumps_and_drops_duplicates() {
     assert_eq!(nat.matches("-D OUTPUT -j MESH_OUTPUT\n").count(), 1);
     let order = [
         "-A MESH_PRERT -s 169.254.7.127/32 -p tcp -m tcp -m comment",
-        "-A MESH_PRERT ! -d 127.0.0.1/32 -p tcp -m tcp ! --dport 15008 -m mark ! --mark 0x539/0xfff",
+        "-A MESH_PRERT ! -d 127.0.0.1/32 -p tcp -m tcp ! --dport 15008 --syn -m mark ! --mark 0x539/0xfff",
         "-A MESH_OUTPUT -d 169.254.7.127/32 -p tcp -m tcp -m comment",
         "-A MESH_OUTPUT -p tcp -m mark --mark 0x111/0xfff -m comment",
         "-A MESH_OUTPUT ! -d 127.0.0.1/32 -o lo -m comment",
-        "-A MESH_OUTPUT ! -d 127.0.0.1/32 -p tcp -m mark ! --mark 0x539/0xfff -m comment",
+        "-A MESH_OUTPUT ! -d 127.0.0.1/32 -p tcp -m tcp --syn -m mark ! --mark 0x539/0xfff -m comment",
     ];
     let mut at = 0;
     for line in order {

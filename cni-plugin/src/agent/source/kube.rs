@@ -5,7 +5,7 @@
 //! The watchers re-list after a desync; pods missing from a re-list are reported deleted.
 //! [`SourceEvent::Synced`] is sent once both initial lists are complete.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -253,7 +253,7 @@ pub fn pod_meta(pod: &Pod) -> PodMeta {
         node_name: spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
         labels: meta.labels.clone().unwrap_or_default(),
-        annotations: meta.annotations.clone().unwrap_or_else(BTreeMap::new),
+        annotations: meta.annotations.clone().unwrap_or_default(),
         ips,
         terminated: matches!(phase, Some("Succeeded" | "Failed")),
     }

@@ -70,7 +70,7 @@ fn watches_the_file_keeps_state_on_garbage_and_writes_annotations() {
         pods: vec![pod("a", "node-1")],
     };
     state.write(&state_path).expect("write");
-    let mut first = vec![next_event(&rx), next_event(&rx)];
+    let mut first = [next_event(&rx), next_event(&rx)];
     first.sort_by_key(|e| format!("{e:?}"));
     assert!(
         matches!(first[0], SourceEvent::Namespace(_)) && matches!(first[1], SourceEvent::Pod(_))
