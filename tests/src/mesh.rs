@@ -5,6 +5,7 @@
 //! writes the ztunnel config file, starts the ztunnels and enrols the pods marked as such.
 
 mod config;
+pub mod control;
 mod node;
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use mesh_identity::CertificateAuthority;
 
 pub use config::{PodSpec, render};
+use control::ControlPlane;
 pub use node::{MeshNode, ZtunnelFiles, ztunnel_command, ztunnel_command_with};
 
 use crate::{Pod, Topology};
@@ -54,6 +56,7 @@ pub struct MeshBuilder {
     dir: tempfile::TempDir,
     pods: Vec<(PodSpec, Pod)>,
     extra: String,
+    control: bool,
 }
 
 impl MeshBuilder {
@@ -64,7 +67,15 @@ impl MeshBuilder {
             dir: tempfile::Builder::new().prefix("mesh-e2e-").tempdir()?,
             pods: Vec::new(),
             extra: String::new(),
+            control: false,
         })
+    }
+
+    /// Feeds the ztunnels from a real `mesh-control` (config stream and CA) instead of a config file; the extra
+    /// YAML is then Kubernetes YAML (see [`control`]).
+    pub fn with_control(&mut self) -> &mut Self {
+        self.control = true;
+        self
     }
 
     /// Adds a pod on node `node`; returns its index (see [`Mesh::pod`]).
@@ -93,8 +104,18 @@ impl MeshBuilder {
         std::fs::write(&ca_cert, ca.cert_pem())?;
         std::fs::write(&ca_key, ca.key_pem())?;
         let config = self.dir.path().join("ztunnel.yaml");
+        let control = match self.control {
+            true => Some(ControlPlane::start(
+                &self.topo.nodes()[0],
+                self.dir.path(),
+                &ca.cert_pem(),
+                &ca.key_pem(),
+            )?),
+            false => None,
+        };
         let mut mesh = Mesh {
             nodes: Vec::new(),
+            control,
             pods: self.pods,
             extra: self.extra,
             config,
@@ -122,6 +143,7 @@ impl MeshBuilder {
 pub struct Mesh {
     // Field order matters for Drop: processes and servers before namespaces.
     nodes: Vec<MeshNode>,
+    control: Option<ControlPlane>,
     pods: Vec<(PodSpec, Pod)>,
     extra: String,
     config: PathBuf,
@@ -201,7 +223,46 @@ impl Mesh {
         self.node(pod.node).unenroll(spec, pod)
     }
 
+    /// The control plane, when the mesh was built [`MeshBuilder::with_control`].
+    pub fn control(&self) -> Option<&ControlPlane> {
+        self.control.as_ref()
+    }
+
+    /// Stops control; the ztunnels keep their last config.
+    pub fn stop_control(&mut self) -> Result<(), MeshError> {
+        match &mut self.control {
+            Some(c) => c.stop(),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts control again.
+    pub fn restart_control(&mut self) -> Result<(), MeshError> {
+        match &mut self.control {
+            Some(c) => c.restart(&self.topo.nodes()[0]),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces the extra YAML (control mode: written even while control is down) and, when `wait` names nodes,
+    /// waits until their ztunnels loaded a newer config (with control, only nodes the change concerns get one).
+    pub fn update_extra(&mut self, extra: &str, wait: &[u8]) -> Result<(), MeshError> {
+        let before: Vec<u64> = wait
+            .iter()
+            .map(|n| self.node(*n).config_version())
+            .collect();
+        self.extra = extra.to_owned();
+        self.write_config()?;
+        for (n, v) in wait.iter().zip(before) {
+            self.node(*n).wait_config_version(v + 1)?;
+        }
+        Ok(())
+    }
+
     fn write_config(&self) -> Result<(), MeshError> {
+        if let Some(c) = &self.control {
+            return c.write_config(&self.pods, &self.extra);
+        }
         let text = render(self.pods.iter().map(|(s, p)| (s, p)), &self.extra);
         let tmp = self.config.with_extension("tmp");
         std::fs::write(&tmp, text)?;

@@ -26,6 +26,17 @@ pub struct MeshNode {
 impl MeshNode {
     pub(super) fn start(node: &Node, mesh: &Mesh) -> Result<Self, MeshError> {
         let socket = mesh.dir().join(format!("handoff-{}.sock", node.index));
+        if let Some(control) = mesh.control() {
+            let token = control.token_file(&node.name())?;
+            let mut cmd = ztunnel_base_command(&node.netns, &node.name(), &socket);
+            cmd.arg("--control")
+                .arg(control.addr(1))
+                .arg("--token-file")
+                .arg(token)
+                .arg("--control-ca")
+                .arg(control.root_file());
+            return Self::start_command(node, &socket, cmd);
+        }
         let files = ZtunnelFiles {
             config: &mesh.config,
             ca_cert: &mesh.ca_cert,
@@ -43,13 +54,22 @@ impl MeshNode {
         files: &ZtunnelFiles<'_>,
         bin: &std::path::Path,
     ) -> Result<Self, MeshError> {
+        let cmd = ztunnel_command_with(bin, &node.netns, &node.name(), files);
+        Self::start_command(node, files.socket, cmd)
+    }
+
+    /// Starts the handoff server at `socket` and the ztunnel command `cmd`, and waits until it is ready.
+    fn start_command(
+        node: &Node,
+        socket: &std::path::Path,
+        cmd: std::process::Command,
+    ) -> Result<Self, MeshError> {
         let err = |what: String| MeshError::Node {
             node: node.index,
             what,
         };
-        let handoff = HandoffServer::bind(files.socket, ServerConfig::default())
+        let handoff = HandoffServer::bind(socket, ServerConfig::default())
             .map_err(|e| err(format!("handoff server: {e}")))?;
-        let cmd = ztunnel_command_with(bin, &node.netns, &node.name(), files);
         let ztunnel = node
             .netns
             .spawn_command(&format!("ztunnel-{}", node.index), cmd)
@@ -59,7 +79,7 @@ impl MeshNode {
             handoff,
             netns_name: node.netns.name().to_owned(),
             index: node.index,
-            socket: files.socket.to_path_buf(),
+            socket: socket.to_path_buf(),
         };
         me.wait_ready()?;
         Ok(me)
@@ -229,6 +249,29 @@ pub fn ztunnel_command_with(
         .arg(f.ca_key)
         .arg("--handoff-socket")
         .arg(f.socket)
+        .arg("--drain")
+        .arg("0.2")
+        .arg("--workers")
+        .arg("2")
+        .env(
+            "RUST_LOG",
+            std::env::var("MESH_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+    cmd
+}
+
+/// A test ztunnel without config source flags (the caller adds `--control ...`): node, handoff socket, short
+/// drain, 2 workers, log level from `MESH_TEST_LOG`.
+fn ztunnel_base_command(
+    netns: &crate::Netns,
+    node_name: &str,
+    socket: &std::path::Path,
+) -> std::process::Command {
+    let mut cmd = netns.command(bin_path("ztunnel"));
+    cmd.arg("--node")
+        .arg(node_name)
+        .arg("--handoff-socket")
+        .arg(socket)
         .arg("--drain")
         .arg("0.2")
         .arg("--workers")
