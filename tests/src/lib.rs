@@ -11,6 +11,7 @@
 pub mod bins;
 pub mod capture;
 pub mod cmd;
+pub mod cni;
 pub mod mesh;
 pub mod names;
 pub mod netns;
