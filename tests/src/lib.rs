@@ -12,6 +12,8 @@ pub mod bins;
 pub mod capture;
 pub mod cmd;
 pub mod cni;
+pub mod echo;
+pub mod l7;
 pub mod mesh;
 pub mod names;
 pub mod netns;

@@ -56,15 +56,15 @@ impl Reason {
     fn body(self) -> &'static str {
         match self {
             Self::NoRoute => "",
-            Self::NoBackend => "no backend for this route\n",
+            Self::NoBackend => "no backend for this route",
             Self::NoHealthyUpstream => "no healthy upstream",
             Self::UpstreamFailure | Self::RetriesExhausted => {
                 "upstream connect error or disconnect/reset before headers"
             }
             Self::Timeout => "upstream request timeout",
             Self::FaultAbort => "fault filter abort",
-            Self::BadFilter => "route filter cannot be applied\n",
-            Self::BadRequest => "bad request\n",
+            Self::BadFilter => "route filter cannot be applied",
+            Self::BadRequest => "bad request",
             Self::Redirect | Self::Preflight | Self::FaultDelay => "",
         }
     }
