@@ -7,12 +7,14 @@ use mesh_identity::SpiffeId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::token_review::{AUDIENCE as TOKEN_AUDIENCE, TokenReviewer};
 use crate::auth::{Authenticator, Caller, LocalTokens};
 use crate::ca::{self, CaService};
 use crate::config::{ServeConfig, TokenConfig};
 use crate::serve;
 use crate::source::Source;
 use crate::source::files::FileSource;
+use crate::source::kube::KubeSource;
 use crate::store::Store;
 use crate::translate::Options;
 use crate::xds::ConfigService;
@@ -24,13 +26,24 @@ pub async fn serve(
     ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> anyhow::Result<()> {
     let ca = Arc::new(ca::load_or_create(&config.ca_dir, &config.trust_domain)?);
-    let auth: Arc<dyn Authenticator> = Arc::new(LocalTokens::load_or_create(&config.token_key)?);
     let store = Store::new(Options {
         root_namespace: config.root_namespace.clone(),
         trust_domain: config.trust_domain.clone(),
     });
     let (tx, rx) = mpsc::channel(16);
-    Box::new(FileSource::new(&config.config_dir, config.poll)).spawn(tx, stop.clone());
+    let auth: Arc<dyn Authenticator> = match (&config.config_dir, &config.token_key) {
+        (Some(dir), Some(key)) if !config.kubernetes => {
+            Box::new(FileSource::new(dir, config.poll)).spawn(tx, stop.clone());
+            Arc::new(LocalTokens::load_or_create(key)?)
+        }
+        _ => {
+            let client = kube::Client::try_default()
+                .await
+                .context("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+            Box::new(KubeSource::new(client.clone())).spawn(tx, stop.clone());
+            Arc::new(TokenReviewer::new(client, vec![TOKEN_AUDIENCE.to_string()]))
+        }
+    };
     tokio::spawn(store.clone().run(rx, stop.clone()));
 
     let id = SpiffeId::try_new(

@@ -1,6 +1,8 @@
 //! Who is calling: callers send a service-account token (`authorization: Bearer <token>`). In local mode tokens
 //! are issued by control itself ([`LocalTokens`], HMAC-SHA256 over the claims with a key only control and
-//! `mesh-control token` read); in Kubernetes they would be checked with TokenReview (not built yet).
+//! `mesh-control token` read); in Kubernetes with a TokenReview ([`token_review`]).
+
+pub mod token_review;
 
 use std::path::Path;
 
@@ -41,10 +43,25 @@ pub struct Caller {
     pub node: Option<String>,
 }
 
+/// A future of an authentication.
+pub type AuthFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Caller, AuthError>> + Send + 'a>>;
+
 /// Checks tokens.
 pub trait Authenticator: Send + Sync + 'static {
     /// The caller a bearer token stands for.
-    fn authenticate(&self, token: &str) -> Result<Caller, AuthError>;
+    fn authenticate<'a>(&'a self, token: &'a str) -> AuthFuture<'a>;
+}
+
+/// The authenticated caller of a gRPC request (`unauthenticated` status otherwise).
+pub async fn caller(
+    auth: &dyn Authenticator,
+    meta: &tonic::metadata::MetadataMap,
+) -> Result<Caller, tonic::Status> {
+    let token = bearer(meta).map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
+    auth.authenticate(token)
+        .await
+        .map_err(|e| tonic::Status::unauthenticated(e.to_string()))
 }
 
 /// Local-mode tokens: `mesh1.<claims>.<hmac>`, both parts base64url.
@@ -105,7 +122,14 @@ impl LocalTokens {
 }
 
 impl Authenticator for LocalTokens {
-    fn authenticate(&self, token: &str) -> Result<Caller, AuthError> {
+    fn authenticate<'a>(&'a self, token: &'a str) -> AuthFuture<'a> {
+        Box::pin(std::future::ready(self.verify(token)))
+    }
+}
+
+impl LocalTokens {
+    /// The caller of a token this key issued.
+    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         let mut parts = token.trim().split('.');
         let (Some(TOKEN_PREFIX), Some(claims), Some(sig), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -151,9 +175,9 @@ mod tests {
     fn issued_tokens_authenticate_and_tampering_is_refused() {
         let tokens = LocalTokens::new(b"k".to_vec());
         let t = tokens.issue(&caller());
-        assert_eq!(tokens.authenticate(&t).expect("valid"), caller());
+        assert_eq!(tokens.verify(&t).expect("valid"), caller());
         let other = LocalTokens::new(b"other".to_vec());
-        assert!(other.authenticate(&t).is_err(), "another key");
+        assert!(other.verify(&t).is_err(), "another key");
         // Swap in claims for another node, keeping the signature.
         let forged = LocalTokens::new(b"x".to_vec()).issue(&Caller {
             node: Some("node-2".into()),
@@ -165,9 +189,9 @@ mod tests {
             forged.split('.').nth(1).expect("claims"),
             t.split('.').nth(2).expect("sig")
         );
-        assert!(tokens.authenticate(&mixed).is_err(), "altered claims");
+        assert!(tokens.verify(&mixed).is_err(), "altered claims");
         for bad in ["", "mesh1.a", "jwt.a.b", "mesh1.a.b.c", "mesh1.!!.??"] {
-            assert!(tokens.authenticate(bad).is_err(), "{bad:?}");
+            assert!(tokens.verify(bad).is_err(), "{bad:?}");
         }
     }
 
@@ -177,10 +201,7 @@ mod tests {
         let path = dir.path().join("token.key");
         let a = LocalTokens::load_or_create(&path).expect("create");
         let b = LocalTokens::load_or_create(&path).expect("load");
-        assert_eq!(
-            b.authenticate(&a.issue(&caller())).expect("same key"),
-            caller()
-        );
+        assert_eq!(b.verify(&a.issue(&caller())).expect("same key"), caller());
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use mesh_identity::{CertificateAuthority, SpiffeId};
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Authenticator, Caller, bearer};
+use crate::auth::{Authenticator, Caller};
 use crate::store::Store;
 use mesh_xds::pb::{self, certificates_server::Certificates};
 
@@ -157,9 +157,7 @@ impl Certificates for CaService {
         &self,
         req: Request<pb::SignRequest>,
     ) -> Result<Response<pb::SignResponse>, Status> {
-        let caller = bearer(req.metadata())
-            .and_then(|t| self.auth.authenticate(t))
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let caller = crate::auth::caller(&*self.auth, req.metadata()).await?;
         let req = req.into_inner();
         let id: SpiffeId = req
             .identity

@@ -25,16 +25,23 @@ pub enum Command {
 /// `mesh-control serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
-    /// Directory of Kubernetes YAML to serve (watched for changes).
+    /// Directory of Kubernetes YAML to serve (watched for changes): local mode and tests.
+    #[arg(
+        long,
+        required_unless_present = "kubernetes",
+        conflicts_with = "kubernetes"
+    )]
+    pub config_dir: Option<PathBuf>,
+    /// Watch the Kubernetes API (in-cluster config or KUBECONFIG) and check tokens with TokenReview.
     #[arg(long)]
-    pub config_dir: PathBuf,
+    pub kubernetes: bool,
     /// CA directory: Istio-style cacerts (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem), or the root
     /// control generated at first start (root-cert.pem, root-key.pem), created when empty.
     #[arg(long)]
     pub ca_dir: PathBuf,
-    /// Key of local-mode tokens (created when missing).
-    #[arg(long)]
-    pub token_key: PathBuf,
+    /// Key of local-mode tokens (created when missing); required without `--kubernetes`.
+    #[arg(long, required_unless_present = "kubernetes")]
+    pub token_key: Option<PathBuf>,
     /// gRPC address.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,

@@ -133,6 +133,26 @@ impl Index {
         self.apply(changes)
     }
 
+    /// Replaces the objects of `kind` with `objects` (a re-list of one kind).
+    pub fn replace_kind(&mut self, kind: Kind, objects: Vec<Object>) -> Vec<String> {
+        let mut keep = BTreeSet::new();
+        let mut changes = Vec::new();
+        for o in objects.into_iter().filter(|o| o.kind() == kind) {
+            let key = o.key();
+            if self.objects.get(&key).is_none_or(|old| **old != o) {
+                changes.push(Change::Upsert(o));
+            }
+            keep.insert(key);
+        }
+        let gone: Vec<ObjectKey> = self
+            .objects_of(kind)
+            .map(Object::key)
+            .filter(|k| !keep.contains(k))
+            .collect();
+        changes.extend(gone.into_iter().map(Change::Delete));
+        self.apply(changes)
+    }
+
     /// The translation options.
     pub fn options(&self) -> &Options {
         &self.opts

@@ -14,6 +14,7 @@ use crate::translate::Options;
 pub struct Store {
     index: Mutex<Index>,
     seq: watch::Sender<u64>,
+    synced: watch::Sender<bool>,
 }
 
 impl Store {
@@ -22,6 +23,7 @@ impl Store {
         Arc::new(Self {
             index: Mutex::new(Index::new(opts)),
             seq: watch::Sender::new(0),
+            synced: watch::Sender::new(false),
         })
     }
 
@@ -35,13 +37,25 @@ impl Store {
         self.seq.subscribe()
     }
 
+    /// Waits until the source has delivered a complete view once.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.synced.subscribe();
+        // The sender lives as long as the store.
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
     /// Applies one update; returns how many resources changed.
     pub fn apply(&self, update: Update) -> usize {
         let (changed, seq) = {
             let mut index = self.lock();
             let changed = match update {
                 Update::Resync(objects) => index.replace_all(objects),
+                Update::ResyncKind(kind, objects) => index.replace_kind(kind, objects),
                 Update::Changes(changes) => index.apply(changes),
+                Update::Synced => {
+                    self.synced.send_replace(true);
+                    Vec::new()
+                }
             };
             (changed.len(), index.seq())
         };

@@ -77,9 +77,10 @@ impl Control {
         std::fs::write(config_dir.join("policy.yaml"), POLICY_WEB).expect("write");
         let tokens = LocalTokens::load_or_create(&dir.path().join("token.key")).expect("key");
         let config = ServeConfig {
-            config_dir,
+            config_dir: Some(config_dir),
+            kubernetes: false,
             ca_dir: dir.path().join("ca"),
-            token_key: dir.path().join("token.key"),
+            token_key: Some(dir.path().join("token.key")),
             listen: "127.0.0.1:0".parse().expect("addr"),
             trust_domain: "cluster.local".into(),
             root_namespace: "istio-system".into(),

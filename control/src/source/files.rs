@@ -97,6 +97,7 @@ impl Source for FileSource {
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let mut synced = false;
             loop {
                 match self.scan() {
                     Ok((objects, errors)) => {
@@ -106,6 +107,12 @@ impl Source for FileSource {
                         if let Some(objects) = objects {
                             tracing::info!(dir = %self.dir.display(), objects = objects.len(), "config files changed");
                             if tx.send(Update::Resync(objects)).await.is_err() {
+                                return;
+                            }
+                        }
+                        if !synced {
+                            synced = true;
+                            if tx.send(Update::Synced).await.is_err() {
                                 return;
                             }
                         }

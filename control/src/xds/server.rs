@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::view;
-use crate::auth::{Authenticator, bearer};
+use crate::auth::Authenticator;
 use crate::index::{Entry, Index, Resource};
 use crate::store::Store;
 
@@ -44,9 +44,7 @@ impl ConfigDiscovery for ConfigService {
         &self,
         req: Request<Streaming<pb::ConfigRequest>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let caller = bearer(req.metadata())
-            .and_then(|t| self.auth.authenticate(t))
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let caller = crate::auth::caller(&*self.auth, req.metadata()).await?;
         let mut inbound = req.into_inner();
         let first = inbound
             .message()
@@ -92,6 +90,11 @@ async fn session(
     mut inbound: Streaming<pb::ConfigRequest>,
     tx: mpsc::Sender<Result<pb::ConfigResponse, Status>>,
 ) {
+    // Never serve a partial view (e.g. pods without their policies).
+    tokio::select! {
+        _ = store.wait_synced() => {}
+        _ = tx.closed() => return,
+    }
     let mut seq_rx = store.subscribe();
     let mut last_seq = None;
     let (mut nonce, mut pending, mut first) = (0u64, None::<String>, true);

@@ -1,0 +1,237 @@
+//! The Kubernetes source against a fake API server speaking list/watch over HTTP (real kube-rs client and
+//! watchers): initial list, sync, watch events (add, modify, delete) reaching the index.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use mesh_control::index::Resource;
+use mesh_control::source::Source;
+use mesh_control::source::kube::KubeSource;
+use mesh_control::store::Store;
+use mesh_control::translate::Options;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Objects by plural, and a channel of watch events (plural, event JSON).
+#[derive(Clone)]
+struct FakeApi {
+    objects: Arc<Mutex<HashMap<String, Vec<Value>>>>,
+    events: broadcast::Sender<(String, Value)>,
+    rv: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FakeApi {
+    fn new() -> Self {
+        Self {
+            objects: Arc::default(),
+            events: broadcast::channel(64).0,
+            rv: Arc::new(100.into()),
+        }
+    }
+
+    fn next_rv(&self) -> String {
+        (self.rv.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1).to_string()
+    }
+
+    fn add(&self, plural: &str, mut obj: Value) {
+        obj["metadata"]["resourceVersion"] = self.next_rv().into();
+        self.objects
+            .lock()
+            .expect("lock")
+            .entry(plural.into())
+            .or_default()
+            .push(obj);
+    }
+
+    fn event(&self, plural: &str, kind: &str, mut obj: Value) {
+        obj["metadata"]["resourceVersion"] = self.next_rv().into();
+        let _ = self
+            .events
+            .send((plural.into(), json!({"type": kind, "object": obj})));
+    }
+
+    async fn handle(
+        self,
+        req: Request<hyper::body::Incoming>,
+    ) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or_default().to_string();
+        let plural = path.rsplit('/').next().unwrap_or_default().to_string();
+        if query.contains("watch=true") || query.contains("watch=1") {
+            let mut rx = self.events.subscribe();
+            let (tx, body_rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
+            tokio::spawn(async move {
+                while let Ok((p, ev)) = rx.recv().await {
+                    if p != plural {
+                        continue;
+                    }
+                    let mut line = serde_json::to_vec(&ev).expect("json");
+                    line.push(b'\n');
+                    if tx.send(Ok(Frame::data(Bytes::from(line)))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let stream = futures_util::stream::unfold(body_rx, |mut r| async move {
+                r.recv().await.map(|m| (m, r))
+            });
+            return Ok(Response::new(BodyExt::boxed(StreamBody::new(stream))));
+        }
+        let items = self
+            .objects
+            .lock()
+            .expect("lock")
+            .get(&plural)
+            .cloned()
+            .unwrap_or_default();
+        let rv = self
+            .rv
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .to_string();
+        let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": rv}, "items": items});
+        Ok(Response::new(BodyExt::boxed(Full::new(Bytes::from(
+            list.to_string(),
+        )))))
+    }
+
+    async fn serve(self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let api = self.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| api.clone().handle(req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+}
+
+fn pod(name: &str, labels: Value, ip: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}"), "labels": labels,
+                     "annotations": {"ambient.istio.io/redirection": "enabled"}},
+        "spec": {"nodeName": "node-1", "serviceAccountName": "web", "containers": [{"name": "c"}]},
+        "status": {"phase": "Running", "podIP": ip}
+    })
+}
+
+async fn eventually(
+    store: &Store,
+    what: &str,
+    check: impl Fn(&mesh_control::index::Index) -> bool,
+) {
+    for _ in 0..200 {
+        if check(&store.lock()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{what}: not reached; resources: {:?}",
+        store
+            .lock()
+            .resources()
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_syncs_and_follows_watch_events() {
+    let api = FakeApi::new();
+    api.add(
+        "namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+    );
+    api.add("pods", pod("web-1", json!({"app": "web"}), "10.1.0.5"));
+    api.add("services", json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"clusterIP": "10.96.0.10", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }));
+    api.add("authorizationpolicies", json!({
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "deny-all", "namespace": "shop"}, "spec": {"action": "DENY", "rules": [{}]}
+    }));
+    let addr = api.clone().serve().await;
+
+    let config = kube::Config::new(format!("http://{addr}").parse().expect("url"));
+    let client = kube::Client::try_from(config).expect("client");
+    let store = Store::new(Options::default());
+    let (tx, rx) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    Box::new(KubeSource::new(client)).spawn(tx, stop.clone());
+    tokio::spawn(store.clone().run(rx, stop.clone()));
+
+    tokio::time::timeout(WAIT, store.wait_synced())
+        .await
+        .expect("synced after every kind was listed");
+    {
+        let index = store.lock();
+        let Some(Resource::Service(s)) = index.resource("service/shop/web").map(|e| &*e.resource)
+        else {
+            panic!("service missing")
+        };
+        assert_eq!(s.endpoints, ["uid-web-1"]);
+        assert!(index.resource("workload/uid-web-1").is_some());
+        assert!(index.resource("authz/shop/deny-all").is_some());
+    }
+
+    // Watch events: a new pod joins the service, a relabelled pod leaves it, a deleted policy goes.
+    api.event(
+        "pods",
+        "ADDED",
+        pod("web-2", json!({"app": "web"}), "10.1.0.6"),
+    );
+    eventually(&store, "web-2 endpoint", |i| {
+        match i.resource("service/shop/web").map(|e| &*e.resource) {
+            Some(Resource::Service(s)) => s.endpoints == ["uid-web-1", "uid-web-2"],
+            _ => false,
+        }
+    })
+    .await;
+    api.event(
+        "pods",
+        "MODIFIED",
+        pod("web-1", json!({"app": "other"}), "10.1.0.5"),
+    );
+    eventually(&store, "web-1 relabelled", |i| {
+        match i.resource("service/shop/web").map(|e| &*e.resource) {
+            Some(Resource::Service(s)) => s.endpoints == ["uid-web-2"],
+            _ => false,
+        }
+    })
+    .await;
+    api.event(
+        "authorizationpolicies",
+        "DELETED",
+        json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+               "metadata": {"name": "deny-all", "namespace": "shop"}, "spec": {}}),
+    );
+    eventually(&store, "policy deleted", |i| {
+        i.resource("authz/shop/deny-all").is_none()
+    })
+    .await;
+    stop.cancel();
+}
