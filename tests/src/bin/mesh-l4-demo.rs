@@ -25,10 +25,22 @@ fn send(pod: &Pod, to: SocketAddr, data: &str) -> anyhow::Result<Result<String, 
     let to = to.to_string();
     let out = pod.netns.run_timeout(
         bin_path("mesh-testapp"),
-        &["send", "--to", to.as_str(), "--data", data, "--timeout-ms", "3000"],
+        &[
+            "send",
+            "--to",
+            to.as_str(),
+            "--data",
+            data,
+            "--timeout-ms",
+            "3000",
+        ],
         Duration::from_secs(5),
     )?;
-    Ok(if out.success() { Ok(out.stdout) } else { Err(out.stderr.trim().to_owned()) })
+    Ok(if out.success() {
+        Ok(out.stdout)
+    } else {
+        Err(out.stderr.trim().to_owned())
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,13 +56,19 @@ fn main() -> anyhow::Result<()> {
     let mut mesh = b.start()?;
     let mut servers = Vec::new();
     for i in [echo_a, echo_b] {
-        let mut p = mesh.pod(i).spawn(bin_path("mesh-testapp"), &["serve", "--port", "8080", "--banner"])?;
+        let mut p = mesh.pod(i).spawn(
+            bin_path("mesh-testapp"),
+            &["serve", "--port", "8080", "--banner"],
+        )?;
         p.wait_for_output("listening on", Duration::from_secs(10))?;
         servers.push(p);
     }
     for i in [client, echo_a, echo_b] {
         let p = mesh.pod(i);
-        println!("   pod {:<7} node-{}  {}  (enrolled: rules in its netns, listeners of ztunnel inside)", p.name, p.node, p.ip);
+        println!(
+            "   pod {:<7} node-{}  {}  (enrolled: rules in its netns, listeners of ztunnel inside)",
+            p.name, p.node, p.ip
+        );
     }
 
     println!("\n== client -> service echo (10.96.0.10:80), 6 connections, capturing node-1's link");
@@ -67,7 +85,11 @@ fn main() -> anyhow::Result<()> {
     println!("   ports seen on the node link: {:?}", summary.ports());
     println!(
         "   plaintext payload on the node link: {}",
-        if summary.contains(marker.as_bytes()) { "YES (not encrypted!)" } else { "no: only TLS on 15008" }
+        if summary.contains(marker.as_bytes()) {
+            "YES (not encrypted!)"
+        } else {
+            "no: only TLS on 15008"
+        }
     );
 
     print_metrics(&mesh)?;
@@ -93,10 +115,15 @@ fn print_metrics(mesh: &Mesh) -> anyhow::Result<()> {
     for n in [1u8, 2] {
         let text = mesh.node(n).metrics().context("metrics")?;
         for l in text.lines().filter(|l| {
-            l.starts_with("istio_tcp_connections_opened_total") && l.contains("reporter=\"destination\"")
+            l.starts_with("istio_tcp_connections_opened_total")
+                && l.contains("reporter=\"destination\"")
         }) {
             let pick = |k: &str| {
-                l.split(&format!("{k}=\"")).nth(1).and_then(|s| s.split('"').next()).unwrap_or("?").to_owned()
+                l.split(&format!("{k}=\""))
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                    .unwrap_or("?")
+                    .to_owned()
             };
             let count = l.rsplit(' ').next().unwrap_or("?");
             println!(
