@@ -61,10 +61,10 @@ pub struct Config {
     #[arg(long, requires = "ca_cert")]
     pub ca_key: Option<PathBuf>,
 
-    /// Address of control's gRPC endpoint (config stream and CA, port 15012). Replaces `--config`; certificates
-    /// come from control's CA unless `--ca-cert/--ca-key` are given.
+    /// `host:port` of control's gRPC endpoint (config stream and CA, port 15012), resolved once at start.
+    /// Replaces `--config`; certificates come from control's CA unless `--ca-cert/--ca-key` are given.
     #[arg(long, env = "ZTUNNEL_CONTROL", requires_all = ["token_file", "control_ca"])]
-    pub control: Option<SocketAddr>,
+    pub control: Option<String>,
 
     /// File holding ztunnel's service-account token for control (re-read at every connection).
     #[arg(long, env = "ZTUNNEL_TOKEN_FILE")]

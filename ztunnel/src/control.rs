@@ -19,7 +19,7 @@ pub async fn start(
     stop: CancellationToken,
 ) -> anyhow::Result<(Arc<State>, Arc<dyn CertSource>)> {
     let local_ca = local_ca(config)?;
-    let Some(addr) = config.control else {
+    let Some(control) = config.control.clone() else {
         let path = config
             .config
             .clone()
@@ -44,6 +44,11 @@ pub async fn start(
         .control_identity
         .parse()
         .context("invalid --control-identity")?;
+    let addr = tokio::net::lookup_host(control.as_str())
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("--control {control}: cannot resolve (expected host:port)"))?;
     let target = mesh_xds::channel::ControlTarget {
         addr,
         roots: roots.clone(),
