@@ -41,6 +41,16 @@ pub async fn serve(
                 .await
                 .context("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG)")?;
             Box::new(KubeSource::new(client.clone())).spawn(tx, stop.clone());
+            let opts = crate::deployer::DeployerOptions {
+                image: config.waypoint_image.clone(),
+                args: Vec::new(),
+            };
+            tokio::spawn(crate::deployer::apply::run(
+                client.clone(),
+                store.clone(),
+                opts,
+                stop.clone(),
+            ));
             Arc::new(TokenReviewer::new(client, vec![TOKEN_AUDIENCE.to_string()]))
         }
     };

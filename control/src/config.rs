@@ -17,7 +17,7 @@ pub const DEFAULT_CERT_LIFETIME_SECS: &str = "86400";
 )]
 pub enum Command {
     /// Runs the controller.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Prints a local-mode token for a service account (signed with the controller's token key).
     Token(TokenConfig),
 }
@@ -64,6 +64,9 @@ pub struct ServeConfig {
     /// Lifetime of workload certificates, in seconds.
     #[arg(long, default_value = DEFAULT_CERT_LIFETIME_SECS, value_parser = parse_secs)]
     pub cert_lifetime: Duration,
+    /// Image of the waypoints deployed for `istio-waypoint` Gateways (`--kubernetes` only).
+    #[arg(long, default_value = crate::deployer::render::DEFAULT_IMAGE)]
+    pub waypoint_image: String,
     /// How often the config directory is checked, in seconds.
     #[arg(long, default_value = "0.2", value_parser = parse_secs)]
     pub poll: Duration,

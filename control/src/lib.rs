@@ -4,12 +4,14 @@
 //! - [`translate`]: pure translation of objects into the proxy config model of `mesh-api`.
 //! - [`index`]: every object and its translation, updated incrementally, with a change log.
 //! - [`xds`]: the config stream; [`ca`]: the mesh CA; [`auth`]: caller tokens; [`serve`]: the TLS endpoint.
+//! - [`deployer`]: waypoint Deployments/Services for `istio-waypoint` Gateways, and their status.
 //! - [`source`]: where objects come from (a watched directory of YAML files); [`store`]: the live index.
 
 pub mod app;
 pub mod auth;
 pub mod ca;
 pub mod config;
+pub mod deployer;
 pub mod index;
 pub mod objects;
 pub mod serve;

@@ -16,7 +16,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(mesh_control::app::serve(
-                config,
+                *config,
                 tokio_util::sync::CancellationToken::new(),
                 None,
             ))

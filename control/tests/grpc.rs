@@ -88,6 +88,7 @@ impl Control {
             service_account: "mesh-control".into(),
             ztunnel_sa: ("istio-system".into(), "ztunnel".into()),
             cert_lifetime: Duration::from_secs(3600),
+            waypoint_image: "unused".into(),
             poll: Duration::from_millis(50),
         };
         let stop = CancellationToken::new();

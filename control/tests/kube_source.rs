@@ -25,6 +25,8 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Objects by plural, and a channel of watch events (plural, event JSON).
 #[derive(Clone)]
 struct FakeApi {
+    /// PATCH requests received: (path, query, body).
+    patches: Arc<Mutex<Vec<(String, String, Value)>>>,
     objects: Arc<Mutex<HashMap<String, Vec<Value>>>>,
     events: broadcast::Sender<(String, Value)>,
     rv: Arc<std::sync::atomic::AtomicU64>,
@@ -33,6 +35,7 @@ struct FakeApi {
 impl FakeApi {
     fn new() -> Self {
         Self {
+            patches: Arc::default(),
             objects: Arc::default(),
             events: broadcast::channel(64).0,
             rv: Arc::new(100.into()),
@@ -66,6 +69,25 @@ impl FakeApi {
     ) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or_default().to_string();
+        if req.method() == hyper::Method::PATCH {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let mut v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            self.patches
+                .lock()
+                .expect("lock")
+                .push((path.clone(), query, v.clone()));
+            if path.contains("/services/") {
+                v["spec"]["clusterIP"] = "10.96.7.7".into();
+            }
+            return Ok(Response::new(BodyExt::boxed(Full::new(Bytes::from(
+                v.to_string(),
+            )))));
+        }
         let plural = path.rsplit('/').next().unwrap_or_default().to_string();
         if query.contains("watch=true") || query.contains("watch=1") {
             let mut rx = self.events.subscribe();
@@ -233,5 +255,118 @@ async fn lists_syncs_and_follows_watch_events() {
         i.resource("authz/shop/deny-all").is_none()
     })
     .await;
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployer_applies_waypoint_objects_and_writes_gateway_status() {
+    let api = FakeApi::new();
+    api.add("gateways", json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "waypoint", "namespace": "shop", "uid": "gw-uid", "generation": 3},
+        "spec": {"gatewayClassName": "istio-waypoint", "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}
+    }));
+    api.add("gateways", json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "ingress", "namespace": "shop"},
+        "spec": {"gatewayClassName": "other", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}
+    }));
+    let addr = api.clone().serve().await;
+    let client = kube::Client::try_from(kube::Config::new(
+        format!("http://{addr}").parse().expect("url"),
+    ))
+    .expect("client");
+    let store = Store::new(Options::default());
+    let (tx, rx) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    Box::new(KubeSource::new(client.clone())).spawn(tx, stop.clone());
+    tokio::spawn(store.clone().run(rx, stop.clone()));
+    let opts = mesh_control::deployer::DeployerOptions {
+        image: "example/waypoint:1".into(),
+        args: vec![],
+    };
+    tokio::spawn(mesh_control::deployer::apply::run(
+        client,
+        store.clone(),
+        opts,
+        stop.clone(),
+    ));
+
+    let patches = || api.patches.lock().expect("lock").clone();
+    for _ in 0..200 {
+        if patches().len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = patches();
+    let paths: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/namespaces/shop/serviceaccounts/waypoint",
+            "/apis/apps/v1/namespaces/shop/deployments/waypoint",
+            "/api/v1/namespaces/shop/services/waypoint",
+            "/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/waypoint/status",
+        ],
+        "only the waypoint Gateway gets objects"
+    );
+    for (path, query, body) in &got[..3] {
+        assert!(
+            query.contains("fieldManager=mesh-control") && query.contains("force=true"),
+            "{path}: {query}"
+        );
+        assert_eq!(
+            body["metadata"]["ownerReferences"][0]["uid"], "gw-uid",
+            "{path}"
+        );
+        assert_eq!(
+            body["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"], "waypoint",
+            "{path}"
+        );
+    }
+    let deployment = &got[1].2;
+    assert_eq!(
+        deployment["spec"]["template"]["metadata"]["labels"]["istio.io/dataplane-mode"],
+        "none"
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "example/waypoint:1"
+    );
+    let status = &got[3].2["status"];
+    assert_eq!(
+        status["addresses"][0]["value"], "10.96.7.7",
+        "the Service's cluster IP"
+    );
+    assert_eq!(status["conditions"][0]["type"], "Accepted");
+    assert_eq!(
+        status["conditions"][1]["status"], "False",
+        "no ready waypoint pod yet"
+    );
+    assert_eq!(status["conditions"][1]["observedGeneration"], 3);
+
+    // A ready waypoint pod makes it Programmed (status only, objects unchanged).
+    api.event("pods", "ADDED", json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "waypoint-abc", "namespace": "shop", "labels": {"gateway.networking.k8s.io/gateway-name": "waypoint"}},
+        "spec": {"serviceAccountName": "waypoint", "nodeName": "node-1", "containers": [{"name": "waypoint"}]},
+        "status": {"phase": "Running", "podIP": "10.1.0.9", "conditions": [{"type": "Ready", "status": "True"}]}
+    }));
+    for _ in 0..200 {
+        if patches().len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = patches();
+    assert_eq!(
+        got.len(),
+        5,
+        "{:?}",
+        got.iter().map(|g| &g.0).collect::<Vec<_>>()
+    );
+    assert!(got[4].0.ends_with("/gateways/waypoint/status"));
+    assert_eq!(got[4].2["status"]["conditions"][1]["status"], "True");
     stop.cancel();
 }
