@@ -3,6 +3,7 @@
 //! out what it carries (HTTP/1.1, HTTP/2 or opaque TCP) and serve it.
 
 mod detect;
+mod h1guard;
 mod tcp;
 
 use std::convert::Infallible;
@@ -28,6 +29,8 @@ pub use detect::{Detected, sniff};
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// Limit for the TLS handshake of a client.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest HTTP/1.1 request head (as the HBONE header limit): larger ones get 431.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Limit for a client to send a complete HTTP/1.1 request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -152,8 +155,12 @@ impl Server {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_HEADER_BYTES)
+            // A client that half-closes after its request (shutdown(SHUT_WR)) still gets the answer.
+            .half_close(true);
         builder.http2().timer(TokioTimer::new());
+        let io = h1guard::H1Guard::new(io);
         if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
             tracing::debug!(error = %e, "HTTP connection in tunnel ended with an error");
         }
