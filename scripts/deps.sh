@@ -26,6 +26,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# control/tests/deploy.rs renders deploy/ with `kubectl kustomize` and validates it with kubernetes-validate (PyPI).
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "deps: installing kubernetes-validate"
+  python3 -m pip install -q kubernetes-validate
+fi
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "deps: kubectl (with kustomize) not found: install it for control/tests/deploy.rs" >&2
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "deps: cargo not found: install a Rust toolchain (rustup) first" >&2
   exit 1
