@@ -28,6 +28,9 @@ struct FakeApi {
     /// PATCH requests received: (path, query, body).
     patches: Arc<Mutex<Vec<(String, String, Value)>>>,
     objects: Arc<Mutex<HashMap<String, Vec<Value>>>>,
+    /// Every event so far (plural, resourceVersion, event): a watch from resourceVersion R replays those after R,
+    /// so events sent before the watcher connected are not lost.
+    history: Arc<Mutex<Vec<(String, u64, Value)>>>,
     events: broadcast::Sender<(String, Value)>,
     rv: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -37,6 +40,7 @@ impl FakeApi {
         Self {
             patches: Arc::default(),
             objects: Arc::default(),
+            history: Arc::default(),
             events: broadcast::channel(64).0,
             rv: Arc::new(100.into()),
         }
@@ -57,10 +61,12 @@ impl FakeApi {
     }
 
     fn event(&self, plural: &str, kind: &str, mut obj: Value) {
-        obj["metadata"]["resourceVersion"] = self.next_rv().into();
-        let _ = self
-            .events
-            .send((plural.into(), json!({"type": kind, "object": obj})));
+        let rv = self.next_rv();
+        obj["metadata"]["resourceVersion"] = rv.clone().into();
+        let ev = json!({"type": kind, "object": obj});
+        let mut history = self.history.lock().expect("lock");
+        history.push((plural.into(), rv.parse().unwrap_or(0), ev.clone()));
+        let _ = self.events.send((plural.into(), ev));
     }
 
     async fn handle(
@@ -90,10 +96,31 @@ impl FakeApi {
         }
         let plural = path.rsplit('/').next().unwrap_or_default().to_string();
         if query.contains("watch=true") || query.contains("watch=1") {
-            let mut rx = self.events.subscribe();
+            let from: u64 = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("resourceVersion="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let (mut rx, past) = {
+                let history = self.history.lock().expect("lock");
+                let past: Vec<(String, Value)> = history
+                    .iter()
+                    .filter(|(p, rv, _)| *p == plural && *rv > from)
+                    .map(|(p, _, e)| (p.clone(), e.clone()))
+                    .collect();
+                (self.events.subscribe(), past)
+            };
             let (tx, body_rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
             tokio::spawn(async move {
-                while let Ok((p, ev)) = rx.recv().await {
+                let mut past = past.into_iter();
+                loop {
+                    let (p, ev) = match past.next() {
+                        Some(e) => e,
+                        None => match rx.recv().await {
+                            Ok(e) => e,
+                            Err(_) => return,
+                        },
+                    };
                     if p != plural {
                         continue;
                     }

@@ -1,0 +1,222 @@
+//! Status of HTTPRoute / GRPCRoute objects, per parent (DESIGN.md 5): `Accepted` (the parent is a waypoint
+//! Gateway, or a Service that has a waypoint: without one no proxy applies L7 routes, which the condition says)
+//! and `ResolvedRefs` (every backend Service exists).
+
+use serde_json::{Value, json};
+
+use crate::index::{Index, Resource, resource_name};
+use crate::objects::{Generic, Kind, Object, ObjectKey};
+use crate::translate::ns_name;
+use crate::translate::waypoint::is_waypoint;
+
+/// `controllerName` written in route parent statuses (the GatewayClass's).
+pub const CONTROLLER_NAME: &str = "istio.io/mesh-controller";
+
+/// The status apply body of `route` (kind `HTTPRoute` or `GRPCRoute`) at time `now`.
+pub fn route_status(kind: Kind, route: &Generic, index: &Index, now: &str) -> Value {
+    let (ns, name) = ns_name(&route.metadata);
+    let generation = route.metadata.generation.unwrap_or(0);
+    let condition = |type_: &str, ok: bool, reason: &str, message: String| {
+        json!({"type": type_, "status": if ok { "True" } else { "False" }, "reason": reason, "message": message,
+               "observedGeneration": generation, "lastTransitionTime": now})
+    };
+    let missing: Vec<String> = backend_refs(&route.spec)
+        .filter(|(k, _, _)| k == "Service")
+        .filter(|(_, bns, bname)| {
+            let bns = bns.as_deref().unwrap_or(ns);
+            index
+                .object(&ObjectKey::new(Kind::Service, bns, bname))
+                .is_none()
+        })
+        .map(|(_, bns, bname)| format!("{}/{bname}", bns.as_deref().unwrap_or(ns)))
+        .collect();
+    let resolved = match missing.is_empty() {
+        true => condition(
+            "ResolvedRefs",
+            true,
+            "ResolvedRefs",
+            "all backend Services exist".into(),
+        ),
+        false => condition(
+            "ResolvedRefs",
+            false,
+            "BackendNotFound",
+            format!("backend Service(s) not found: {}", missing.join(", ")),
+        ),
+    };
+    let parents: Vec<Value> = route
+        .spec
+        .get("parentRefs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let (ok, reason, message) = accepted(p, ns, index);
+            json!({"parentRef": p, "controllerName": CONTROLLER_NAME,
+                   "conditions": [condition("Accepted", ok, reason, message), resolved.clone()]})
+        })
+        .collect();
+    let api_version = "gateway.networking.k8s.io/v1";
+    json!({"apiVersion": api_version, "kind": kind.to_string(),
+           "metadata": {"name": name, "namespace": ns}, "status": {"parents": parents}})
+}
+
+/// Whether the parent `p` takes the route: (accepted, reason, message).
+fn accepted(p: &Value, route_ns: &str, index: &Index) -> (bool, &'static str, String) {
+    let text = |k: &str| p.get(k).and_then(Value::as_str);
+    let kind = text("kind").unwrap_or("Gateway");
+    let name = text("name").unwrap_or_default();
+    let ns = text("namespace").unwrap_or(route_ns);
+    match kind {
+        "Service" => {
+            if index
+                .object(&ObjectKey::new(Kind::Service, ns, name))
+                .is_none()
+            {
+                return (
+                    false,
+                    "NoMatchingParent",
+                    format!("Service {ns}/{name} does not exist"),
+                );
+            }
+            match index
+                .resource(&resource_name(Kind::Service, ns, name))
+                .map(|e| &*e.resource)
+            {
+                Some(Resource::Service(s)) if s.waypoint.is_some() => (
+                    true,
+                    "Accepted",
+                    format!("applied by the waypoint of Service {ns}/{name}"),
+                ),
+                _ => (
+                    false,
+                    "NoWaypoint",
+                    format!(
+                        "Service {ns}/{name} has no waypoint, so no proxy applies this route: label the Service or its \
+                         namespace istio.io/use-waypoint=<waypoint>"
+                    ),
+                ),
+            }
+        }
+        "Gateway" => match index.object(&ObjectKey::new(Kind::Gateway, ns, name)) {
+            Some(Object::Gateway(g)) if is_waypoint(g) => (
+                true,
+                "Accepted",
+                format!("attached to waypoint {ns}/{name}"),
+            ),
+            Some(_) => (
+                false,
+                "NotAllowedByListeners",
+                format!("Gateway {ns}/{name} is not an istio-waypoint Gateway"),
+            ),
+            None => (
+                false,
+                "NoMatchingParent",
+                format!("Gateway {ns}/{name} does not exist"),
+            ),
+        },
+        other => (
+            false,
+            "NoMatchingParent",
+            format!("parent kind {other} is not supported"),
+        ),
+    }
+}
+
+/// (kind, namespace, name) of every backendRef of every rule.
+fn backend_refs(spec: &Value) -> impl Iterator<Item = (String, Option<String>, String)> + '_ {
+    spec.get("rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|r| {
+            r.get("backendRefs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .map(|b| {
+            let s = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
+            (
+                s("kind").unwrap_or_else(|| "Service".into()),
+                s("namespace"),
+                s("name").unwrap_or_default(),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::parse_documents;
+    use crate::translate::Options;
+
+    const MESH: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio.io/use-waypoint: wp}}\n---\n\
+        apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: wp, namespace: shop}\n\
+        spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}\n---\n\
+        apiVersion: v1\nkind: Pod\nmetadata: {name: wp-1, namespace: shop, labels: {gateway.networking.k8s.io/gateway-name: wp}}\n\
+        spec: {containers: [{name: c}]}\nstatus: {phase: Running, podIP: 10.1.0.9}\n---\n\
+        apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n---\n\
+        apiVersion: v1\nkind: Service\nmetadata: {name: direct, namespace: shop, labels: {istio.io/use-waypoint: none}}\n\
+        spec: {clusterIP: 10.96.0.2, ports: [{port: 80}]}\n";
+
+    fn status(route: &str) -> Value {
+        let mut index = Index::new(Options::default());
+        let mut objs = parse_documents(MESH).expect("mesh");
+        objs.extend(parse_documents(route).expect("route"));
+        index.replace_all(objs);
+        let Some(Object::Generic(kind, r)) = index
+            .object(&ObjectKey::new(Kind::HttpRoute, "shop", "r"))
+            .cloned()
+        else {
+            panic!("route")
+        };
+        route_status(kind, &r, &index, "2026-01-01T00:00:00Z")
+    }
+
+    fn route(parent: &str, backend: &str) -> String {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: shop}}\n\
+             spec: {{parentRefs: [{parent}], rules: [{{backendRefs: [{{name: {backend}, port: 80}}]}}]}}\n"
+        )
+    }
+
+    fn cond(v: &Value, i: usize) -> (String, String) {
+        let c = &v["status"]["parents"][0]["conditions"][i];
+        (
+            c["status"].as_str().unwrap_or_default().into(),
+            c["reason"].as_str().unwrap_or_default().into(),
+        )
+    }
+
+    #[test]
+    fn parents_and_backends_get_conditions() {
+        let ok = status(&route(
+            "{group: '', kind: Service, name: reviews, port: 80}",
+            "reviews",
+        ));
+        assert_eq!(cond(&ok, 0), ("True".into(), "Accepted".into()));
+        assert_eq!(cond(&ok, 1), ("True".into(), "ResolvedRefs".into()));
+        assert_eq!(
+            ok["status"]["parents"][0]["controllerName"],
+            CONTROLLER_NAME
+        );
+
+        let no_wp = status(&route("{group: '', kind: Service, name: direct}", "nope"));
+        assert_eq!(cond(&no_wp, 0), ("False".into(), "NoWaypoint".into()));
+        assert!(
+            no_wp["status"]["parents"][0]["conditions"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("istio.io/use-waypoint"))
+        );
+        assert_eq!(cond(&no_wp, 1), ("False".into(), "BackendNotFound".into()));
+
+        let gw = status(&route("{name: wp}", "reviews"));
+        assert_eq!(cond(&gw, 0), ("True".into(), "Accepted".into()));
+        let missing = status(&route("{name: other}", "reviews"));
+        assert_eq!(
+            cond(&missing, 0),
+            ("False".into(), "NoMatchingParent".into())
+        );
+    }
+}
