@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod conformance;
 mod setup;
 
 use crate::mesh::Mesh;
@@ -79,7 +80,10 @@ impl Waypoint {
             .args(["--ca-cert", &arg(&files[1]), "--ca-key", &arg(&files[2])])
             .args(["--namespace", namespace, "--service-account", sa])
             .args(["--ip", &pod.ip.to_string()])
-            .env("RUST_LOG", "info,access=info");
+            .env(
+                "RUST_LOG",
+                std::env::var("WAYPOINT_LOG").unwrap_or_else(|_| "info".into()),
+            );
         let process = pod
             .netns
             .spawn_command(&format!("waypoint-{}", pod.name), cmd)

@@ -188,7 +188,7 @@ fn timeouts_retries_faults_and_grpc() {
         }
     }
     // Binomial(40, 0.8): sd 2.5; 22..=40 is over 4 sd below.
-    assert!(v1 >= 22 && v1 < 40, "{v1} of 40 to v1");
+    assert!((22..40).contains(&v1), "{v1} of 40 to v1");
     let metrics = m.waypoint.metrics();
     assert!(
         metrics
