@@ -37,6 +37,9 @@ pub enum Resource {
     Service(Service),
     AuthorizationPolicy(Policy),
     PeerAuthentication(PeerAuthentication),
+    /// A waypoint (L7) object as Kubernetes JSON (HTTPRoute, GRPCRoute, HTTPFault), validated by the waypoint
+    /// with `mesh_api::l7`; named `l7/<kind>/<ns>/<name>`.
+    L7Object(String),
 }
 
 /// A resource and the version it last changed at.
@@ -252,6 +255,7 @@ impl Index {
                 Resource::Service(s) => parts.services.push(s.clone()),
                 Resource::AuthorizationPolicy(p) => parts.authorization_policies.push(p.clone()),
                 Resource::PeerAuthentication(p) => parts.peer_authentications.push(p.clone()),
+                Resource::L7Object(_) => {}
             }
         }
         parts
@@ -424,6 +428,9 @@ pub fn resource_name(kind: Kind, namespace: &str, name: &str) -> String {
         Kind::Service => "service",
         Kind::AuthorizationPolicy => "authz",
         Kind::PeerAuthentication => "peerauth",
+        Kind::HttpRoute | Kind::GrpcRoute | Kind::HttpFault => {
+            return format!("l7/{}/{namespace}/{name}", kind.to_string().to_lowercase());
+        }
         other => return format!("{other}/{namespace}/{name}").to_lowercase(),
     };
     format!("{prefix}/{namespace}/{name}")

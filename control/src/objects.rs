@@ -40,7 +40,7 @@ pub enum ObjectError {
     #[error(
         "document {index}: unknown kind {api_version}/{kind}; supported: Namespace, Pod, Service, EndpointSlice, \
          ServiceAccount, Gateway, GatewayClass, HTTPRoute, GRPCRoute, AuthorizationPolicy, RequestAuthentication, \
-         PeerAuthentication, VirtualService, DestinationRule"
+         PeerAuthentication, VirtualService, DestinationRule, HTTPFault"
     )]
     UnknownKind {
         /// 0-based position of the document.
@@ -82,6 +82,8 @@ pub enum Kind {
     PeerAuthentication,
     VirtualService,
     DestinationRule,
+    /// `waypoint.mesh.io/v1alpha1` HTTPFault (fault filters referenced by routes).
+    HttpFault,
 }
 
 impl Kind {
@@ -103,8 +105,25 @@ impl Kind {
             ("security.istio.io", "PeerAuthentication") => Self::PeerAuthentication,
             ("networking.istio.io", "VirtualService") => Self::VirtualService,
             ("networking.istio.io", "DestinationRule") => Self::DestinationRule,
+            ("waypoint.mesh.io", "HTTPFault") => Self::HttpFault,
             _ => return None,
         })
+    }
+
+    /// The `apiVersion` control writes for the kind.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::Namespace | Self::Pod | Self::Service | Self::ServiceAccount => "v1",
+            Self::EndpointSlice => "discovery.k8s.io/v1",
+            Self::Gateway | Self::GatewayClass | Self::HttpRoute | Self::GrpcRoute => {
+                "gateway.networking.k8s.io/v1"
+            }
+            Self::AuthorizationPolicy | Self::RequestAuthentication | Self::PeerAuthentication => {
+                "security.istio.io/v1"
+            }
+            Self::VirtualService | Self::DestinationRule => "networking.istio.io/v1",
+            Self::HttpFault => "waypoint.mesh.io/v1alpha1",
+        }
     }
 
     /// Whether objects of the kind live in a namespace.
@@ -118,6 +137,7 @@ impl fmt::Display for Kind {
         let s = match self {
             Self::HttpRoute => "HTTPRoute",
             Self::GrpcRoute => "GRPCRoute",
+            Self::HttpFault => "HTTPFault",
             other => return write!(f, "{other:?}"),
         };
         f.write_str(s)

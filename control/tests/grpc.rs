@@ -149,6 +149,7 @@ async fn raw_stream(
     c: &Control,
     token: &Path,
     node: &str,
+    kind: &str,
     held: Vec<(String, String)>,
 ) -> Result<
     (
@@ -161,7 +162,7 @@ async fn raw_stream(
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     tx.send(pb::ConfigRequest {
         node: node.into(),
-        kind: "ztunnel".into(),
+        kind: kind.into(),
         initial_versions: held.into_iter().collect(),
         ..Default::default()
     })
@@ -201,7 +202,7 @@ fn names(resp: &pb::ConfigResponse) -> Vec<&str> {
 async fn stream_filters_by_node_sends_deltas_and_resumes() {
     let c = Control::start().await;
     let token = c.token_file("istio-system", "ztunnel", Some("node-1"));
-    let (mut inbound, tx) = raw_stream(&c, &token, "node-1", vec![])
+    let (mut inbound, tx) = raw_stream(&c, &token, "node-1", "ztunnel", vec![])
         .await
         .expect("stream");
     let first = tokio::time::timeout(WAIT, inbound.message())
@@ -268,7 +269,7 @@ async fn stream_filters_by_node_sends_deltas_and_resumes() {
         .map(|r| (r.name.clone(), r.version.clone()))
         .chain([("workload/shop/vanished".to_string(), "1".to_string())])
         .collect();
-    let (mut inbound, _tx) = raw_stream(&c, &token, "node-1", held)
+    let (mut inbound, _tx) = raw_stream(&c, &token, "node-1", "ztunnel", held)
         .await
         .expect("stream");
     let resumed = tokio::time::timeout(WAIT, inbound.message())
@@ -288,12 +289,12 @@ async fn stream_filters_by_node_sends_deltas_and_resumes() {
 async fn stream_refuses_bad_tokens_and_other_nodes() {
     let c = Control::start().await;
     let wrong_node = c.token_file("istio-system", "ztunnel", Some("node-2"));
-    let err = raw_stream(&c, &wrong_node, "node-1", vec![])
+    let err = raw_stream(&c, &wrong_node, "node-1", "ztunnel", vec![])
         .await
         .expect_err("wrong node");
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
     let not_ztunnel = c.token_file("shop", "web", Some("node-1"));
-    let err = raw_stream(&c, &not_ztunnel, "node-1", vec![])
+    let err = raw_stream(&c, &not_ztunnel, "node-1", "ztunnel", vec![])
         .await
         .expect_err("not ztunnel");
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
@@ -305,7 +306,7 @@ async fn stream_refuses_bad_tokens_and_other_nodes() {
         node: Some("node-1".into()),
     };
     std::fs::write(&forged, other.issue(&caller)).expect("write");
-    let err = raw_stream(&c, &forged, "node-1", vec![])
+    let err = raw_stream(&c, &forged, "node-1", "ztunnel", vec![])
         .await
         .expect_err("forged");
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
@@ -321,7 +322,8 @@ async fn config_client_applies_acks_and_nacks() {
     let reject = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sink: mesh_xds::client::Sink = {
         let (got, reject) = (got.clone(), reject.clone());
-        Arc::new(move |parts: SnapshotParts| {
+        Arc::new(move |received: mesh_xds::client::Received| {
+            let parts = received.parts;
             if reject.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err("rejected by the test".into());
             }
@@ -451,4 +453,118 @@ async fn ca_signs_only_identities_of_pods_on_the_callers_node() {
     let (db_csr, _) = mesh_identity::new_csr(&db).expect("csr");
     let e = raw(db_csr).await.expect_err("CSR names another identity");
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+}
+
+const WAYPOINT: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/use-waypoint: wp}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: wp, namespace: shop}
+spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: wp-1, namespace: shop, labels: {gateway.networking.k8s.io/gateway-name: wp}}
+spec: {serviceAccountName: wp, nodeName: node-1, containers: [{name: waypoint}]}
+status: {phase: Running, podIP: 10.1.0.9}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: direct, namespace: shop, labels: {istio.io/use-waypoint: none}}
+spec: {clusterIP: 10.96.0.5, selector: {app: db}, ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web-route, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: direct-route, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: direct, port: 80}]
+  rules: [{backendRefs: [{name: direct, port: 80}]}]
+---
+apiVersion: waypoint.mesh.io/v1alpha1
+kind: HTTPFault
+metadata: {name: slow, namespace: shop}
+spec: {delay: {fixedDelay: 1s}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waypoints_get_their_routes_and_policies_ztunnels_do_not() {
+    let c = Control::start().await;
+    // The waypoint file redefines the namespace with its waypoint label.
+    c.write(
+        "mesh.yaml",
+        &MESH.replacen(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n",
+            "",
+            1,
+        ),
+    );
+    c.write("waypoint.yaml", WAYPOINT);
+    let wp_token = c.token_file("shop", "wp", None);
+    // Give the file source time to pick both files up before subscribing.
+    let mut resources = Vec::new();
+    for _ in 0..100 {
+        let (mut inbound, _tx) = raw_stream(&c, &wp_token, "shop/wp", "waypoint", vec![])
+            .await
+            .expect("waypoint stream");
+        let first = tokio::time::timeout(WAIT, inbound.message())
+            .await
+            .expect("in time")
+            .expect("ok")
+            .expect("msg");
+        resources = names(&first)
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        if resources.iter().any(|n| n.starts_with("l7/")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let scoped: Vec<&str> = resources
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !n.starts_with("workload/") && !n.starts_with("service/"))
+        .collect();
+    // The route of the service it serves (and the namespace's fault, policies); not the route of the opted-out service.
+    assert_eq!(
+        scoped,
+        [
+            "authz/shop/db-deny",
+            "authz/shop/web-allow",
+            "l7/httpfault/shop/slow",
+            "l7/httproute/shop/web-route"
+        ],
+        "{resources:?}"
+    );
+    // Another service account may not subscribe as this waypoint.
+    let other = c.token_file("shop", "web", None);
+    let err = raw_stream(&c, &other, "shop/wp", "waypoint", vec![])
+        .await
+        .expect_err("not the waypoint's SA");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    // ztunnels never get L7 objects.
+    let z = c.token_file("istio-system", "ztunnel", Some("node-1"));
+    let (mut inbound, _tx) = raw_stream(&c, &z, "node-1", "ztunnel", vec![])
+        .await
+        .expect("ztunnel stream");
+    let first = tokio::time::timeout(WAIT, inbound.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("msg");
+    assert!(
+        names(&first).iter().all(|n| !n.starts_with("l7/")),
+        "{:?}",
+        names(&first)
+    );
 }

@@ -91,8 +91,8 @@ pub fn control_sink(
     state: Arc<State>,
     first: tokio::sync::watch::Sender<bool>,
 ) -> mesh_xds::client::Sink {
-    Arc::new(move |parts| {
-        let snapshot = ConfigSnapshot::new(parts).map_err(|e| e.to_string())?;
+    Arc::new(move |received: mesh_xds::client::Received| {
+        let snapshot = ConfigSnapshot::new(received.parts).map_err(|e| e.to_string())?;
         let version = state.replace(snapshot);
         tracing::info!(version, "config from control applied");
         first.send_replace(true);

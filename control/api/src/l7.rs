@@ -9,6 +9,7 @@
 //! [`build_routes`] validates a whole set (every invalid object is reported with its reason;
 //! callers keep their last good set when it fails).
 
+pub mod authz;
 pub mod convert;
 pub mod cors;
 pub mod duration;
@@ -91,6 +92,9 @@ pub enum L7Object {
     GrpcRoute(GrpcRouteObject),
     /// Our `HTTPFault`.
     Fault(HttpFaultObject),
+    /// Istio `AuthorizationPolicy` (`security.istio.io`); enforced by the waypoint when it has
+    /// `targetRefs` to the waypoint or a service (see [`authz`]).
+    AuthorizationPolicy(Box<AuthorizationPolicyObject>),
     /// Another kind (ignored by the L7 layer; other parts of the mesh may read it).
     Other {
         /// `apiVersion`.
@@ -135,6 +139,9 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<L7Object>, L
             (FAULT_GROUP, FAULT_KIND) => {
                 L7Object::Fault(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?)
             }
+            ("security.istio.io", "AuthorizationPolicy") => L7Object::AuthorizationPolicy(
+                Box::new(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?),
+            ),
             _ => L7Object::Other {
                 api_version: tm.api_version,
                 kind: tm.kind,
@@ -149,9 +156,34 @@ fn ns_of(m: &spec::ObjectMetaSpec) -> String {
     m.namespace.clone().unwrap_or_else(|| "default".into())
 }
 
+/// A whole `AuthorizationPolicy` object.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AuthorizationPolicyObject {
+    /// `metadata`.
+    #[serde(default)]
+    pub metadata: spec::ObjectMetaSpec,
+    /// `spec`.
+    #[serde(default)]
+    pub spec: crate::authz::AuthorizationPolicySpec,
+}
+
+/// Everything the waypoint's L7 layer is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct L7Config {
+    /// Validated routes.
+    pub routes: Vec<Route>,
+    /// Validated authorization policies (from the same objects).
+    pub policies: Vec<crate::authz::Policy>,
+}
+
 /// Validates a whole set of objects into routes. Every invalid object and duplicate is reported
 /// (all of them, so an operator can fix them in one go); nothing is returned on error.
 pub fn build_routes(objects: &[L7Object]) -> Result<Vec<Route>, Vec<L7Error>> {
+    build(objects).map(|c| c.routes)
+}
+
+/// Validates a whole set of objects (routes, faults, authorization policies): all or nothing.
+pub fn build(objects: &[L7Object]) -> Result<L7Config, Vec<L7Error>> {
     let mut errors = Vec::new();
     let mut ctx = ConvertContext::default();
     let mut seen = HashMap::new();
@@ -201,8 +233,26 @@ pub fn build_routes(objects: &[L7Object]) -> Result<Vec<Route>, Vec<L7Error>> {
             }),
         }
     }
+    let mut policies = Vec::new();
+    for o in objects {
+        let L7Object::AuthorizationPolicy(p) = o else { continue };
+        let ns = ns_of(&p.metadata);
+        unique("AuthorizationPolicy", &ns, &p.metadata.name, &mut errors);
+        match crate::authz::Policy::from_spec(&p.metadata.name, &ns, p.spec.clone()) {
+            Ok(policy) => policies.push(policy),
+            Err(e) => errors.push(L7Error::Invalid {
+                kind: "AuthorizationPolicy".into(),
+                namespace: ns,
+                name: p.metadata.name.clone(),
+                source: match e {
+                    crate::authz::PolicyError::Field(f) => f,
+                    other => FieldError::new("spec.action", other.to_string()),
+                },
+            }),
+        }
+    }
     if errors.is_empty() {
-        Ok(routes)
+        Ok(L7Config { routes, policies })
     } else {
         Err(errors)
     }

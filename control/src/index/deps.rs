@@ -58,7 +58,12 @@ pub(super) fn note(
             }
         }
         Kind::Gateway => dirty.waypoints = true,
-        Kind::Service | Kind::AuthorizationPolicy | Kind::PeerAuthentication => {
+        Kind::Service
+        | Kind::AuthorizationPolicy
+        | Kind::PeerAuthentication
+        | Kind::HttpRoute
+        | Kind::GrpcRoute
+        | Kind::HttpFault => {
             dirty.objects.insert(key.clone());
         }
         // Read by the waypoint config and the CA, not by ztunnel resources.
@@ -125,6 +130,18 @@ pub(super) fn translate(
                     Resource::PeerAuthentication(p),
                 )
             })
+        }
+        Object::Generic(kind @ (Kind::HttpRoute | Kind::GrpcRoute | Kind::HttpFault), o) => {
+            let json = serde_json::json!({
+                "apiVersion": kind.api_version(),
+                "kind": kind.to_string(),
+                "metadata": o.metadata,
+                "spec": o.spec,
+            });
+            Some((
+                resource_name(*kind, &key.namespace, &key.name),
+                Resource::L7Object(json.to_string()),
+            ))
         }
         _ => None,
     };

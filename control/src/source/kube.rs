@@ -24,7 +24,7 @@ use crate::objects::{Kind, Object};
 pub const CRD_GRACE: Duration = Duration::from_secs(10);
 
 /// (kind, group, version, API kind, plural) of every watched kind.
-pub const WATCHED: [(Kind, &str, &str, &str, &str); 14] = [
+pub const WATCHED: [(Kind, &str, &str, &str, &str); 15] = [
     (Kind::Namespace, "", "v1", "Namespace", "namespaces"),
     (Kind::Pod, "", "v1", "Pod", "pods"),
     (Kind::Service, "", "v1", "Service", "services"),
@@ -104,6 +104,13 @@ pub const WATCHED: [(Kind, &str, &str, &str, &str); 14] = [
         "v1",
         "DestinationRule",
         "destinationrules",
+    ),
+    (
+        Kind::HttpFault,
+        "waypoint.mesh.io",
+        "v1alpha1",
+        "HTTPFault",
+        "httpfaults",
     ),
 ];
 

@@ -10,8 +10,8 @@ use mesh_xds::pb::{self, config_discovery_server::ConfigDiscovery};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::view;
-use crate::auth::Authenticator;
+use super::view::{self, Subscriber};
+use crate::auth::{Authenticator, Caller};
 use crate::index::{Entry, Index, Resource};
 use crate::store::Store;
 
@@ -23,13 +23,56 @@ pub struct ConfigService {
 }
 
 impl ConfigService {
-    /// Serves `store`'s index; only ztunnels (`ztunnel` = namespace, service account) bound to the node they
-    /// name may subscribe.
+    /// Serves `store`'s index to ztunnels (`ztunnel` = their namespace and service account; the token must be
+    /// bound to the node they name) and waypoints (the service account named after their Gateway).
     pub fn new(store: Arc<Store>, auth: Arc<dyn Authenticator>, ztunnel: (String, String)) -> Self {
         Self {
             store,
             auth,
             ztunnel,
+        }
+    }
+}
+
+impl ConfigService {
+    /// Who the stream serves, if `caller` may subscribe as `first` asks.
+    fn subscriber(&self, caller: &Caller, first: &pb::ConfigRequest) -> Result<Subscriber, Status> {
+        let who = format!("{}/{}", caller.namespace, caller.service_account);
+        match first.kind.as_str() {
+            mesh_xds::KIND_ZTUNNEL => {
+                if (caller.namespace.as_str(), caller.service_account.as_str())
+                    != (self.ztunnel.0.as_str(), self.ztunnel.1.as_str())
+                {
+                    return Err(Status::permission_denied(format!(
+                        "{who} may not subscribe as a ztunnel (only {}/{})",
+                        self.ztunnel.0, self.ztunnel.1
+                    )));
+                }
+                if caller.node.as_deref() != Some(first.node.as_str()) {
+                    return Err(Status::permission_denied(format!(
+                        "the token is bound to node {:?}, the stream asks for node {:?}",
+                        caller.node, first.node
+                    )));
+                }
+                Ok(Subscriber::Node(first.node.clone()))
+            }
+            mesh_xds::KIND_WAYPOINT => {
+                let Some((ns, name)) = first.node.split_once('/') else {
+                    return Err(Status::invalid_argument(
+                        "a waypoint subscribes as <namespace>/<gateway name>",
+                    ));
+                };
+                // The deployer gives each waypoint the service account named after its Gateway.
+                if (caller.namespace.as_str(), caller.service_account.as_str()) != (ns, name) {
+                    return Err(Status::permission_denied(format!(
+                        "{who} may not subscribe as waypoint {ns}/{name} (its service account is {ns}/{name})"
+                    )));
+                }
+                Ok(Subscriber::Waypoint(ns.to_string(), name.to_string()))
+            }
+            other => Err(Status::invalid_argument(format!(
+                "unknown proxy kind {other:?} (ztunnel or waypoint)"
+            ))),
         }
     }
 }
@@ -50,29 +93,11 @@ impl ConfigDiscovery for ConfigService {
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("the stream ended before the first request"))?;
-        if (caller.namespace.as_str(), caller.service_account.as_str())
-            != (self.ztunnel.0.as_str(), self.ztunnel.1.as_str())
-            || first.kind != mesh_xds::KIND_ZTUNNEL
-        {
-            return Err(Status::permission_denied(format!(
-                "{}/{} ({:?}) may not subscribe: only ztunnels ({}/{}) are served so far",
-                caller.namespace,
-                caller.service_account,
-                first.kind,
-                self.ztunnel.0,
-                self.ztunnel.1
-            )));
-        }
-        if caller.node.as_deref() != Some(first.node.as_str()) {
-            return Err(Status::permission_denied(format!(
-                "the token is bound to node {:?}, the stream asks for node {:?}",
-                caller.node, first.node
-            )));
-        }
+        let sub = self.subscriber(&caller, &first)?;
         let (tx, rx) = mpsc::channel(2);
         let sent: HashMap<String, String> = first.initial_versions;
-        tracing::info!(node = %first.node, held = sent.len(), "ztunnel subscribed");
-        tokio::spawn(session(self.store.clone(), first.node, sent, inbound, tx));
+        tracing::info!(subscriber = ?sub, held = sent.len(), "proxy subscribed");
+        tokio::spawn(session(self.store.clone(), sub, sent, inbound, tx));
         let out =
             futures_util::stream::unfold(
                 rx,
@@ -85,7 +110,7 @@ impl ConfigDiscovery for ConfigService {
 /// Sends responses to one proxy until it goes away.
 async fn session(
     store: Arc<Store>,
-    node: String,
+    sub: Subscriber,
     mut sent: HashMap<String, String>,
     mut inbound: Streaming<pb::ConfigRequest>,
     tx: mpsc::Sender<Result<pb::ConfigResponse, Status>>,
@@ -108,13 +133,13 @@ async fn session(
             undo.clear();
             let resp = {
                 let index = store.lock();
-                delta(&index, &node, &mut sent, &mut undo, &mut last_seq, first)
+                delta(&index, &sub, &mut sent, &mut undo, &mut last_seq, first)
             };
             if let Some(mut resp) = resp {
                 nonce += 1;
                 resp.nonce = nonce.to_string();
                 pending = Some(resp.nonce.clone());
-                tracing::debug!(%node, version = %resp.system_version, changed = resp.resources.len(), removed = resp.removed.len(), "sending config");
+                tracing::debug!(subscriber = ?sub, version = %resp.system_version, changed = resp.resources.len(), removed = resp.removed.len(), "sending config");
                 if tx.send(Ok(resp)).await.is_err() {
                     return;
                 }
@@ -131,9 +156,9 @@ async fn session(
             msg = inbound.message() => match msg {
                 Ok(Some(m)) if pending.as_deref() == Some(m.response_nonce.as_str()) => {
                     if m.error.is_empty() {
-                        tracing::debug!(%node, nonce = %m.response_nonce, "ACK");
+                        tracing::debug!(subscriber = ?sub, nonce = %m.response_nonce, "ACK");
                     } else {
-                        tracing::warn!(%node, nonce = %m.response_nonce, error = %m.error, "NACK: the proxy keeps its last good config");
+                        tracing::warn!(subscriber = ?sub, nonce = %m.response_nonce, error = %m.error, "NACK: the proxy keeps its last good config");
                         // The proxy does not have what was sent: forget it, and compare everything at the next
                         // change so the rejected resources go again with it.
                         for (name, prev) in undo.drain() {
@@ -149,11 +174,11 @@ async fn session(
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {
-                    tracing::info!(%node, "ztunnel disconnected");
+                    tracing::info!(subscriber = ?sub, "ztunnel disconnected");
                     return;
                 }
                 Err(e) => {
-                    tracing::info!(%node, error = %e, "ztunnel stream ended");
+                    tracing::info!(subscriber = ?sub, error = %e, "ztunnel stream ended");
                     return;
                 }
             },
@@ -161,11 +186,11 @@ async fn session(
     }
 }
 
-/// What `node` needs that it does not have (per `sent`), updating `sent`. `None` when nothing changed (the first
+/// What `sub` needs that it does not have (per `sent`), updating `sent`. `None` when nothing changed (the first
 /// response is always sent, so a proxy knows it is in sync).
 pub fn delta(
     index: &Index,
-    node: &str,
+    sub: &Subscriber,
     sent: &mut HashMap<String, String>,
     undo: &mut HashMap<String, Option<String>>,
     last_seq: &mut Option<u64>,
@@ -211,7 +236,7 @@ pub fn delta(
             }
         }
     }
-    let wanted = view::node_policies(index, node);
+    let wanted = view::scoped(index, sub);
     for (name, e) in &wanted {
         send(name, e, sent, undo);
     }
@@ -244,5 +269,6 @@ fn value(r: &Resource) -> Value {
         Resource::Service(s) => Value::Service(s.clone()),
         Resource::AuthorizationPolicy(p) => Value::AuthorizationPolicy(p.clone()),
         Resource::PeerAuthentication(p) => Value::PeerAuthentication(p.clone()),
+        Resource::L7Object(j) => Value::L7Object(j.clone()),
     }
 }

@@ -21,8 +21,17 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest delay between reconnection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// A complete config as received.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Received {
+    /// Workloads, services, policies.
+    pub parts: SnapshotParts,
+    /// Waypoint (L7) objects as Kubernetes JSON, in name order (empty for ztunnels).
+    pub l7_objects: Vec<String>,
+}
+
 /// Receives complete configs; `Err` rejects one (with the reason sent back as NACK).
-pub type Sink = Arc<dyn Fn(SnapshotParts) -> Result<(), String> + Send + Sync>;
+pub type Sink = Arc<dyn Fn(Received) -> Result<(), String> + Send + Sync>;
 
 /// Errors of one stream attempt.
 #[derive(Debug, thiserror::Error)]
@@ -146,15 +155,17 @@ impl ConfigClient {
             root_namespace: resp.root_namespace.clone(),
             ..Default::default()
         };
+        let mut l7_objects = Vec::new();
         for (_, v) in next.values() {
             match v {
                 Value::Workload(w) => parts.workloads.push(w.clone()),
                 Value::Service(s) => parts.services.push(s.clone()),
                 Value::AuthorizationPolicy(p) => parts.authorization_policies.push(p.clone()),
                 Value::PeerAuthentication(p) => parts.peer_authentications.push(p.clone()),
+                Value::L7Object(j) => l7_objects.push(j.clone()),
             }
         }
-        sink(parts)?;
+        sink(Received { parts, l7_objects })?;
         tracing::info!(
             version = %resp.system_version,
             changed = resp.resources.len(),

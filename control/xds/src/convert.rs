@@ -48,6 +48,8 @@ pub enum Value {
     Service(Service),
     AuthorizationPolicy(Policy),
     PeerAuthentication(PeerAuthentication),
+    /// A waypoint (L7) object as Kubernetes JSON, validated by the waypoint (`mesh_api::l7`).
+    L7Object(String),
 }
 
 /// Encodes a resource for the wire.
@@ -63,6 +65,7 @@ pub fn encode(name: &str, version: &str, value: &Value) -> pb::Resource {
         Value::PeerAuthentication(p) => {
             Kind::PeerAuthenticationJson(serde_json::to_string(p).unwrap_or_default())
         }
+        Value::L7Object(j) => Kind::L7ObjectJson(j.clone()),
     };
     pb::Resource {
         name: name.to_string(),
@@ -93,6 +96,7 @@ pub fn decode(r: &pb::Resource) -> Result<Value, ConvertError> {
             Kind::PeerAuthenticationJson(j) => {
                 Value::PeerAuthentication(serde_json::from_str(j).map_err(policy_err)?)
             }
+            Kind::L7ObjectJson(j) => Value::L7Object(j.clone()),
         },
     )
 }

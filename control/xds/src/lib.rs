@@ -18,6 +18,8 @@ pub mod pb {
 pub const AUTHORIZATION: &str = "authorization";
 /// Proxy kind of ztunnels in `ConfigRequest.kind`.
 pub const KIND_ZTUNNEL: &str = "ztunnel";
+/// Proxy kind of waypoints in `ConfigRequest.kind` (`node` is then `<namespace>/<gateway name>`).
+pub const KIND_WAYPOINT: &str = "waypoint";
 /// Port control serves gRPC on (DESIGN.md 3).
 pub const CONTROL_PORT: u16 = 15012;
 

@@ -1,0 +1,238 @@
+//! AuthorizationPolicy at L7, as the waypoint enforces it: policies with `targetRefs` to the
+//! waypoint's Gateway, to the destination Service, or (in the root namespace) to the
+//! `istio-waypoint` GatewayClass; every field evaluated, HTTP and JWT attributes included.
+//!
+//! Istio's semantics: DENY policies first (any matching rule denies), then ALLOW (with ALLOW
+//! policies present, some rule of one must match). Fields of a source/operation are ANDed,
+//! values ORed, `not*` values negated. Hosts compare case-insensitively without port; paths,
+//! hosts and principals use Istio's `*` prefix/suffix patterns.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::matching::RequestView;
+use crate::authz::{
+    Action, Condition, ConditionTest, Decision, DenyReason, Operation, Policy, Rule, Source,
+    StringMatch, Values, ip_in,
+};
+use crate::identity::PeerIdentity;
+
+/// What the waypoint knows about a request when it authorizes it.
+pub struct HttpAttrs<'a> {
+    /// Client identity (mTLS); `None` for plaintext.
+    pub src_identity: Option<&'a PeerIdentity>,
+    /// Original client address.
+    pub src_ip: IpAddr,
+    /// Destination address (service VIP or workload).
+    pub dst_ip: IpAddr,
+    /// Destination port (the port the client dialed).
+    pub dst_port: u16,
+    /// Host without port, as received.
+    pub host: &'a str,
+    /// `<iss>/<sub>` of the request's valid JWT, if any.
+    pub request_principal: Option<&'a str>,
+    /// The JWT claims, if any.
+    pub claims: Option<&'a serde_json::Value>,
+}
+
+/// Which policies apply: targets `Gateway gateway`, `Service service` (both `(ns, name)`), or
+/// the `istio-waypoint` GatewayClass from the root namespace.
+pub fn applicable<'p>(
+    policies: &'p [Policy],
+    root_namespace: &str,
+    gateway: (&str, &str),
+    service: Option<(&str, &str)>,
+) -> Vec<&'p Policy> {
+    policies
+        .iter()
+        .filter(|p| {
+            p.target_refs.iter().any(|t| {
+                let ns = t.namespace.as_deref().unwrap_or(&p.namespace);
+                match t.kind.as_str() {
+                    "Gateway" => (ns, t.name.as_str()) == gateway,
+                    "Service" => Some((ns, t.name.as_str())) == service,
+                    "GatewayClass" => p.namespace == root_namespace && t.name == "istio-waypoint",
+                    _ => false,
+                }
+            })
+        })
+        .collect()
+}
+
+/// Decides a request against `policies` (see [`applicable`]).
+pub fn evaluate(policies: &[&Policy], a: &HttpAttrs<'_>, req: &dyn RequestView) -> Decision {
+    let cx = Cx {
+        a,
+        req,
+        principal: a.src_identity.map(PeerIdentity::principal),
+    };
+    for p in policies.iter().filter(|p| p.action == Action::Deny) {
+        if p.rules.iter().any(|r| cx.rule(r)) {
+            return Decision::Deny(DenyReason::DeniedBy(p.key()));
+        }
+    }
+    let mut tried = Vec::new();
+    for p in policies.iter().filter(|p| p.action == Action::Allow) {
+        if p.rules.iter().any(|r| cx.rule(r)) {
+            return Decision::Allow;
+        }
+        tried.push(p.key());
+    }
+    if tried.is_empty() {
+        Decision::Allow
+    } else {
+        Decision::Deny(DenyReason::NoAllowMatch(tried))
+    }
+}
+
+struct Cx<'a> {
+    a: &'a HttpAttrs<'a>,
+    req: &'a dyn RequestView,
+    principal: Option<String>,
+}
+
+fn pos_neg<T>(pos: &[T], neg: &[T], pred: impl Fn(&T) -> bool) -> bool {
+    (pos.is_empty() || pos.iter().any(&pred)) && !neg.iter().any(&pred)
+}
+
+fn str_attr(pos: &[StringMatch], neg: &[StringMatch], value: Option<&str>) -> bool {
+    pos_neg(pos, neg, |m| value.is_some_and(|v| m.matches(v)))
+}
+
+/// An Istio pattern written as a plain string in the policy (hosts, paths, methods).
+fn pattern_matches(pattern: &str, value: &str, ignore_case: bool) -> bool {
+    let (p, v) = if ignore_case {
+        (pattern.to_ascii_lowercase(), value.to_ascii_lowercase())
+    } else {
+        (pattern.to_owned(), value.to_owned())
+    };
+    StringMatch::parse(&p).is_ok_and(|m| m.matches(&v))
+}
+
+fn ip_values(v: &Values<IpNet>, ip: IpAddr) -> bool {
+    pos_neg(&v.values, &v.not_values, |b| {
+        ip_in(std::slice::from_ref(b), ip)
+    })
+}
+
+impl Cx<'_> {
+    fn namespace(&self) -> Option<&str> {
+        self.a.src_identity.map(|i| i.namespace.as_str())
+    }
+
+    fn rule(&self, r: &Rule) -> bool {
+        (r.from.is_empty() || r.from.iter().any(|s| self.source(s)))
+            && (r.to.is_empty() || r.to.iter().any(|o| self.operation(o)))
+            && r.when.iter().all(|c| self.condition(c))
+    }
+
+    fn source(&self, s: &Source) -> bool {
+        let id = self.a.src_identity;
+        let ip = self.a.src_ip;
+        str_attr(&s.principals, &s.not_principals, self.principal.as_deref())
+            && str_attr(
+                &s.request_principals,
+                &s.not_request_principals,
+                self.a.request_principal,
+            )
+            && str_attr(&s.namespaces, &s.not_namespaces, self.namespace())
+            && pos_neg(&s.service_accounts, &s.not_service_accounts, |m| {
+                id.is_some_and(|i| m.matches(i))
+            })
+            && pos_neg(&s.ip_blocks, &s.not_ip_blocks, |b| {
+                ip_in(std::slice::from_ref(b), ip)
+            })
+            && pos_neg(&s.remote_ip_blocks, &s.not_remote_ip_blocks, |b| {
+                ip_in(std::slice::from_ref(b), ip)
+            })
+    }
+
+    fn operation(&self, o: &Operation) -> bool {
+        let path = self.req.path();
+        pos_neg(&o.ports, &o.not_ports, |p| *p == self.a.dst_port)
+            && pos_neg(&o.hosts, &o.not_hosts, |h| {
+                pattern_matches(h.split(':').next().unwrap_or(h), self.a.host, true)
+            })
+            && pos_neg(&o.methods, &o.not_methods, |m| {
+                pattern_matches(m, self.req.method(), false)
+            })
+            && pos_neg(&o.paths, &o.not_paths, |p| pattern_matches(p, path, false))
+    }
+
+    /// The value(s) of an L7 `when` key, or `None` when the request has no such attribute.
+    fn attribute(&self, key: &str) -> Option<Vec<String>> {
+        if let Some(h) = key
+            .strip_prefix("request.headers[")
+            .and_then(|k| k.strip_suffix(']'))
+        {
+            return self
+                .req
+                .header(&h.to_ascii_lowercase())
+                .map(|v| vec![v.into_owned()]);
+        }
+        if let Some(path) = key.strip_prefix("request.auth.claims[") {
+            let mut v = self.a.claims?;
+            for part in path.trim_end_matches(']').split("][") {
+                v = v.get(part)?;
+            }
+            return Some(match v {
+                serde_json::Value::String(s) => vec![s.clone()],
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                    .collect(),
+                other => vec![other.to_string()],
+            });
+        }
+        match key {
+            "request.auth.principal" => self.a.request_principal.map(|p| vec![p.to_owned()]),
+            "request.auth.audiences" => self.claim_list("aud"),
+            "request.auth.presenter" => self.claim_list("azp"),
+            _ => None,
+        }
+    }
+
+    fn claim_list(&self, claim: &str) -> Option<Vec<String>> {
+        match self.a.claims?.get(claim)? {
+            serde_json::Value::String(s) => Some(vec![s.clone()]),
+            serde_json::Value::Array(a) => Some(
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    fn condition(&self, c: &Condition) -> bool {
+        let a = self.a;
+        match &c.test {
+            ConditionTest::SourceIp(v) | ConditionTest::RemoteIp(v) => ip_values(v, a.src_ip),
+            ConditionTest::DestinationIp(v) => ip_values(v, a.dst_ip),
+            ConditionTest::SourceNamespace(v) => {
+                str_attr(&v.values, &v.not_values, self.namespace())
+            }
+            ConditionTest::SourcePrincipal(v) => {
+                str_attr(&v.values, &v.not_values, self.principal.as_deref())
+            }
+            ConditionTest::DestinationPort(v) => {
+                pos_neg(&v.values, &v.not_values, |p| *p == a.dst_port)
+            }
+            ConditionTest::NotL4 => {
+                // Unknown keys have no value: their `values` never match (fail closed).
+                let seen = self.attribute(&c.key).unwrap_or_default();
+                let hit = |patterns: &[String]| {
+                    patterns
+                        .iter()
+                        .any(|p| seen.iter().any(|s| pattern_matches(p, s, false)))
+                };
+                (c.values.is_empty() || hit(&c.values)) && !hit(&c.not_values)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "authz/tests.rs"]
+mod tests;
