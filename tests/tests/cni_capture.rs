@@ -114,15 +114,7 @@ fn labelling_a_namespace_switches_running_pods_between_direct_and_mtls() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
     wait_until("rules installed", || {
-        [&client, &server].iter().all(|p| {
-            p.open_netns()
-                .ok()
-                .and_then(|ns| {
-                    mesh_cni::rules::check(&ns, mesh_cni::rules::Backend::Nft, &Default::default())
-                        .ok()
-                })
-                .is_some_and(|r| r.is_complete())
-        })
+        client.rules_complete() && server.rules_complete()
     })
     .unwrap();
     eprintln!("live enrolment of two pods took {:?}", started.elapsed());
@@ -145,15 +137,7 @@ fn labelling_a_namespace_switches_running_pods_between_direct_and_mtls() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
     wait_until("rules removed", || {
-        [&client, &server].iter().all(|p| {
-            p.open_netns()
-                .ok()
-                .and_then(|ns| {
-                    mesh_cni::rules::check(&ns, mesh_cni::rules::Backend::Nft, &Default::default())
-                        .ok()
-                })
-                .is_some_and(|r| r.is_absent())
-        })
+        client.rules_absent() && server.rules_absent()
     })
     .unwrap();
     assert!(c.redirected(1).is_empty() && c.redirected(2).is_empty());

@@ -16,20 +16,6 @@ fn addr(pod: &CniPod) -> SocketAddr {
     SocketAddr::new(pod.ip.into(), PORT)
 }
 
-fn rules_complete(pod: &CniPod) -> bool {
-    pod.open_netns()
-        .ok()
-        .and_then(|ns| rules::check(&ns, Backend::Nft, &Default::default()).ok())
-        .is_some_and(|r| r.is_complete())
-}
-
-fn rules_absent(pod: &CniPod) -> bool {
-    pod.open_netns()
-        .ok()
-        .and_then(|ns| rules::check(&ns, Backend::Nft, &Default::default()).ok())
-        .is_some_and(|r| r.is_absent())
-}
-
 fn host_snat_ips(c: &CniCluster, n: u8) -> Vec<std::net::Ipv4Addr> {
     let node =
         mesh_cni::netns::Netns::open_named(c.topology().nodes()[usize::from(n) - 1].netns.name())
@@ -68,12 +54,12 @@ fn agent_and_ztunnel_restarts_recover_enrolled_pods() {
     // Drift while it is down: someone deletes the server pod's rules.
     let ns = server.open_netns().unwrap();
     rules::remove(&ns, Backend::Nft).unwrap();
-    assert!(rules_absent(&server));
+    assert!(server.rules_absent());
 
     // The restarted agent re-applies the rules and replays the pods to ztunnel, which keeps
     // them (and their connections).
     c.start_agent(2).unwrap();
-    wait_until("rules re-applied at startup", || rules_complete(&server))
+    wait_until("rules re-applied at startup", || server.rules_complete())
         .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
     echo_roundtrip(&mut long_lived, "two\n").expect("connection survives the agent restart");
     assert_mtls(&c, &client, &server, "MARKER-after-agent-restart");
@@ -115,7 +101,7 @@ fn cni_del_and_vanished_pods_leave_no_rules_listeners_or_leaks() {
             Some(&a.result),
         )
         .unwrap();
-    assert!(rules_absent(&a), "no rules left after DEL");
+    assert!(a.rules_absent(), "no rules left after DEL");
     wait_until("listeners closed after DEL", || a.ztunnel_gone()).unwrap();
     assert_eq!(host_snat_ips(&c, 1), vec![b_ip]);
     assert_eq!(std::fs::read_dir(&records).unwrap().count(), 1);

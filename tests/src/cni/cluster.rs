@@ -448,18 +448,41 @@ impl CniPod {
         )?)
     }
 
+    /// Whether all of our redirect rules (nft) and the policy route are in the pod.
+    pub fn rules_complete(&self) -> bool {
+        self.rules_report().is_some_and(|r| r.is_complete())
+    }
+
+    /// Whether none of our redirect rules is left in the pod.
+    pub fn rules_absent(&self) -> bool {
+        self.rules_report().is_some_and(|r| r.is_absent())
+    }
+
+    fn rules_report(&self) -> Option<mesh_cni::rules::CheckReport> {
+        let ns = self.open_netns().ok()?;
+        mesh_cni::rules::check(&ns, mesh_cni::rules::Backend::Nft, &Default::default()).ok()
+    }
+
     /// Whether ztunnel's three listeners are open in the pod.
     pub fn ztunnel_listening(&self) -> bool {
-        [15001, 15006, 15008]
-            .iter()
-            .all(|p| self.netns.is_listening(*p).unwrap_or(false))
+        self.ztunnel_ports().is_some_and(|p| p.len() == 3)
     }
 
     /// Whether none of ztunnel's listeners is open in the pod.
     pub fn ztunnel_gone(&self) -> bool {
-        [15001, 15006, 15008]
-            .iter()
-            .all(|p| !self.netns.is_listening(*p).unwrap_or(true))
+        self.ztunnel_ports().is_some_and(|p| p.is_empty())
+    }
+
+    /// Which of ztunnel's ports listen in the pod (read from the netns's socket table).
+    fn ztunnel_ports(&self) -> Option<Vec<u16>> {
+        let ns = self.open_netns().ok()?;
+        let ports = mesh_cni::agent::listeners::listening_ports(&ns).ok()?;
+        Some(
+            mesh_cni::agent::listeners::ZTUNNEL_PORTS
+                .into_iter()
+                .filter(|p| ports.contains(p))
+                .collect(),
+        )
     }
 }
 
