@@ -2,6 +2,9 @@
 //! requests open and close a pod's listeners; malformed ones get an error Ack and change nothing; a reconnect
 //! snapshot releases pods it does not name; a vanished pod netns releases its listeners.
 
+// Test code: a failed setup step should stop the test with its message.
+#![allow(clippy::unwrap_used)]
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,9 @@
 //! End-to-end tests of ztunnel in network namespaces: two nodes, real ztunnel processes, real redirect rules,
 //! pods handed over through the real handoff protocol, traffic from real clients inside pods.
 
+// Test code: a failed setup step should stop the test with its message.
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -3,6 +3,9 @@
 //! from its waypoint. The waypoint here is a minimal HBONE server run by the test in its pod (the L7 waypoint
 //! is a later part); it answers with the authority it was asked for, then echoes.
 
+// Test code: a failed setup step should stop the test with its message.
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
