@@ -37,8 +37,8 @@ pub enum Resource {
     Service(Service),
     AuthorizationPolicy(Policy),
     PeerAuthentication(PeerAuthentication),
-    /// A waypoint (L7) object as Kubernetes JSON (HTTPRoute, GRPCRoute, HTTPFault), validated by the waypoint
-    /// with `mesh_api::l7`; named `l7/<kind>/<ns>/<name>`.
+    /// A waypoint (L7) object as Kubernetes JSON (HTTPRoute, GRPCRoute, HTTPFault, RequestAuthentication,
+    /// VirtualService, DestinationRule), validated by the waypoint; named `l7/<kind>/<ns>/<name>`.
     L7Object(String),
 }
 
@@ -428,7 +428,12 @@ pub fn resource_name(kind: Kind, namespace: &str, name: &str) -> String {
         Kind::Service => "service",
         Kind::AuthorizationPolicy => "authz",
         Kind::PeerAuthentication => "peerauth",
-        Kind::HttpRoute | Kind::GrpcRoute | Kind::HttpFault => {
+        Kind::HttpRoute
+        | Kind::GrpcRoute
+        | Kind::HttpFault
+        | Kind::RequestAuthentication
+        | Kind::VirtualService
+        | Kind::DestinationRule => {
             return format!("l7/{}/{namespace}/{name}", kind.to_string().to_lowercase());
         }
         other => return format!("{other}/{namespace}/{name}").to_lowercase(),

@@ -494,6 +494,18 @@ apiVersion: waypoint.mesh.io/v1alpha1
 kind: HTTPFault
 metadata: {name: slow, namespace: shop}
 spec: {delay: {fixedDelay: 1s}}
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: shop}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}]
+  jwtRules: [{issuer: "https://issuer.example", jwksUri: "https://issuer.example/jwks"}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: other-ns, namespace: elsewhere}
+spec: {hosts: [x]}
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,14 +547,16 @@ async fn waypoints_get_their_routes_and_policies_ztunnels_do_not() {
         .map(String::as_str)
         .filter(|n| !n.starts_with("workload/") && !n.starts_with("service/"))
         .collect();
-    // The route of the service it serves (and the namespace's fault, policies); not the route of the opted-out service.
+    // The route of the service it serves, the namespace's fault, policies and JWT rules; not the route of the
+    // opted-out service, nor objects of other namespaces.
     assert_eq!(
         scoped,
         [
             "authz/shop/db-deny",
             "authz/shop/web-allow",
             "l7/httpfault/shop/slow",
-            "l7/httproute/shop/web-route"
+            "l7/httproute/shop/web-route",
+            "l7/requestauthentication/shop/jwt",
         ],
         "{resources:?}"
     );

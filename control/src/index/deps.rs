@@ -63,7 +63,10 @@ pub(super) fn note(
         | Kind::PeerAuthentication
         | Kind::HttpRoute
         | Kind::GrpcRoute
-        | Kind::HttpFault => {
+        | Kind::HttpFault
+        | Kind::RequestAuthentication
+        | Kind::VirtualService
+        | Kind::DestinationRule => {
             dirty.objects.insert(key.clone());
         }
         // Read by the waypoint config and the CA, not by ztunnel resources.
@@ -131,7 +134,15 @@ pub(super) fn translate(
                 )
             })
         }
-        Object::Generic(kind @ (Kind::HttpRoute | Kind::GrpcRoute | Kind::HttpFault), o) => {
+        Object::Generic(
+            kind @ (Kind::HttpRoute
+            | Kind::GrpcRoute
+            | Kind::HttpFault
+            | Kind::RequestAuthentication
+            | Kind::VirtualService
+            | Kind::DestinationRule),
+            o,
+        ) => {
             let json = serde_json::json!({
                 "apiVersion": kind.api_version(),
                 "kind": kind.to_string(),

@@ -4,7 +4,8 @@
 //!   (they are enforced at the destination); waypoint (`targetRefs`) policies never;
 //! - a waypoint: the authorization policies of its namespace, of the namespaces of the services it serves and of
 //!   the root namespace (including `targetRefs` ones), and the L7 objects (HTTPRoute, GRPCRoute) whose parent is
-//!   its Gateway or a service it serves, with the HTTPFaults of their namespaces.
+//!   its Gateway or a service it serves, with the HTTPFaults of their namespaces, and the RequestAuthentications,
+//!   VirtualServices and DestinationRules of those namespaces.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,8 +58,15 @@ pub fn waypoint_resources<'a>(
             Resource::AuthorizationPolicy(p) => namespaces.contains(p.namespace.as_str()),
             Resource::L7Object(_) => {
                 let Some(key) = l7_key(rname) else { continue };
-                if key.kind == Kind::HttpFault {
-                    continue;
+                match key.kind {
+                    Kind::HttpRoute | Kind::GrpcRoute => {}
+                    Kind::HttpFault => continue,
+                    _ => {
+                        if namespaces.contains(key.namespace.as_str()) {
+                            out.insert(rname.as_str(), e);
+                        }
+                        continue;
+                    }
                 }
                 let attached = parents(index, &key).any(|(kind, pns, pname)| match kind.as_str() {
                     "Gateway" => pns == ns && pname == name,
@@ -94,6 +102,9 @@ fn l7_key(name: &str) -> Option<ObjectKey> {
         "httproute" => Kind::HttpRoute,
         "grpcroute" => Kind::GrpcRoute,
         "httpfault" => Kind::HttpFault,
+        "requestauthentication" => Kind::RequestAuthentication,
+        "virtualservice" => Kind::VirtualService,
+        "destinationrule" => Kind::DestinationRule,
         _ => return None,
     };
     Some(ObjectKey::new(kind, it.next()?, it.next()?))
