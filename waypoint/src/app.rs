@@ -71,6 +71,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state: state.clone(),
         upstreams: Arc::new(Upstreams::new(certs.clone(), identity.clone(), my_ip)),
         metrics,
+        gateway: gateway.clone(),
     });
     let serve = hbone::ServeOptions {
         drain_period: config.drain,

@@ -2,6 +2,7 @@
 //! with retries and timeouts, response edits, then metrics and one access-log record when the
 //! response body ends.
 
+mod authorize;
 pub mod body;
 pub mod filters;
 mod finish;
@@ -41,6 +42,8 @@ pub struct Proxy {
     pub upstreams: Arc<Upstreams>,
     /// Request metrics.
     pub metrics: Metrics,
+    /// (namespace, name) of the waypoint's Gateway (policy and route attachment).
+    pub gateway: (String, String),
 }
 
 /// What one tunnel carries: who sent it and where to.
@@ -138,6 +141,10 @@ impl Proxy {
         let routes = self.state.routes();
         let host_full = authority(parts).unwrap_or_default();
         let host = strip_port(&host_full).to_owned();
+        if let Err(reason) = self.authorize(down, parts, &host, &mesh, &routes) {
+            out.error = Some(reason);
+            return local(403, Reason::Denied, out);
+        }
         let (port, selection) = match &down.target {
             Target::Service {
                 namespace,

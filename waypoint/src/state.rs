@@ -67,6 +67,8 @@ impl Mesh {
 pub struct Routes {
     /// The route table.
     pub table: RouteTable,
+    /// AuthorizationPolicies from the routes directory.
+    pub policies: Vec<mesh_api::authz::Policy>,
     /// Version of the route set (1 = first load, 0 = none loaded).
     pub version: u64,
 }
@@ -109,9 +111,13 @@ impl State {
     }
 
     /// Replaces the routes; returns their version.
-    pub fn replace_routes(&self, table: RouteTable) -> u64 {
+    pub fn replace_routes(&self, table: RouteTable, policies: Vec<mesh_api::authz::Policy>) -> u64 {
         let version = self.routes.load().version + 1;
-        self.routes.store(Arc::new(Routes { table, version }));
+        self.routes.store(Arc::new(Routes {
+            table,
+            policies,
+            version,
+        }));
         self.routes_rejected.store(Arc::new(None));
         version
     }
@@ -141,6 +147,7 @@ impl State {
             "routes": {
                 "version": routes.version,
                 "routes": &routes.table,
+                "authorizationPolicies": &routes.policies,
                 "rejected": &**self.routes_rejected.load(),
             },
         })
@@ -153,8 +160,12 @@ pub fn load_config(path: &Path) -> Result<ConfigSnapshot, StateError> {
     mesh_api::file::parse(&text).map_err(|e| StateError::InvalidConfig(path.into(), e.to_string()))
 }
 
-/// Reads every route file of `dir` and validates the whole set (all or nothing).
-pub fn load_routes(dir: &Path, gateway: (&str, &str)) -> Result<RouteTable, StateError> {
+/// Reads every route file of `dir` and validates the whole set (all or nothing): the route table
+/// and the AuthorizationPolicies found there.
+pub fn load_routes(
+    dir: &Path,
+    gateway: (&str, &str),
+) -> Result<(RouteTable, Vec<mesh_api::authz::Policy>), StateError> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for path in watch::route_files(dir).map_err(|e| StateError::Read(dir.into(), e))? {
@@ -170,8 +181,8 @@ pub fn load_routes(dir: &Path, gateway: (&str, &str)) -> Result<RouteTable, Stat
             Err(e) => errors.push(e.to_string()),
         }
     }
-    match l7::build_routes(&objects) {
-        Ok(routes) if errors.is_empty() => Ok(RouteTable::new(routes, Some(gateway))),
+    match l7::build(&objects) {
+        Ok(c) if errors.is_empty() => Ok((RouteTable::new(c.routes, Some(gateway)), c.policies)),
         Ok(_) => Err(StateError::InvalidRoutes {
             dir: dir.into(),
             errors,

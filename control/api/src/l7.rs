@@ -235,7 +235,9 @@ pub fn build(objects: &[L7Object]) -> Result<L7Config, Vec<L7Error>> {
     }
     let mut policies = Vec::new();
     for o in objects {
-        let L7Object::AuthorizationPolicy(p) = o else { continue };
+        let L7Object::AuthorizationPolicy(p) = o else {
+            continue;
+        };
         let ns = ns_of(&p.metadata);
         unique("AuthorizationPolicy", &ns, &p.metadata.name, &mut errors);
         match crate::authz::Policy::from_spec(&p.metadata.name, &ns, p.spec.clone()) {

@@ -34,6 +34,8 @@ pub enum Reason {
     Preflight,
     /// A malformed or ambiguous request (400, `DPE`).
     BadRequest,
+    /// Denied by an AuthorizationPolicy (403, `RBAC`).
+    Denied,
 }
 
 impl Reason {
@@ -49,6 +51,7 @@ impl Reason {
             Self::FaultAbort => "FI",
             Self::FaultDelay => "DI",
             Self::BadRequest => "DPE",
+            Self::Denied => "RBAC",
             Self::BadFilter | Self::Redirect | Self::Preflight => "-",
         }
     }
@@ -65,6 +68,7 @@ impl Reason {
             Self::FaultAbort => "fault filter abort",
             Self::BadFilter => "route filter cannot be applied",
             Self::BadRequest => "bad request",
+            Self::Denied => "RBAC: access denied",
             Self::Redirect | Self::Preflight | Self::FaultDelay => "",
         }
     }

@@ -1,0 +1,63 @@
+//! L7 authorization of a request: the AuthorizationPolicies that target the waypoint, the
+//! destination service or the `istio-waypoint` class (from the mesh config and the routes
+//! directory), evaluated with every HTTP attribute.
+
+use http::request::Parts;
+use mesh_api::PeerIdentity;
+use mesh_api::authz::Decision;
+use mesh_api::l7::authz::{self, HttpAttrs};
+
+use super::request::View;
+use super::{Downstream, Proxy};
+use crate::resolve::Target;
+use crate::state::{Mesh, Routes};
+
+impl Proxy {
+    /// `Err(reason)` when a policy denies the request (the reason names the deciding policy, or
+    /// the ALLOW policies that were tried).
+    pub(super) fn authorize(
+        &self,
+        down: &Downstream,
+        parts: &Parts,
+        host: &str,
+        mesh: &Mesh,
+        routes: &Routes,
+    ) -> Result<(), String> {
+        let service = match &down.target {
+            Target::Service {
+                namespace, name, ..
+            } => Some((namespace.as_str(), name.as_str())),
+            Target::Workload { .. } => None,
+        };
+        let gateway = (self.gateway.0.as_str(), self.gateway.1.as_str());
+        let root = mesh.snapshot.root_namespace();
+        let mut policies = authz::applicable(
+            &mesh.snapshot.parts().authorization_policies,
+            root,
+            gateway,
+            service,
+        );
+        policies.extend(authz::applicable(&routes.policies, root, gateway, service));
+        if policies.is_empty() {
+            return Ok(());
+        }
+        let peer = PeerIdentity::new(
+            &down.peer.trust_domain,
+            &down.peer.namespace,
+            &down.peer.service_account,
+        );
+        let attrs = HttpAttrs {
+            src_identity: Some(&peer),
+            src_ip: down.client.ip(),
+            dst_ip: down.authority.ip(),
+            dst_port: down.authority.port(),
+            host,
+            request_principal: None,
+            claims: None,
+        };
+        match authz::evaluate(&policies, &attrs, &View { parts }) {
+            Decision::Allow => Ok(()),
+            Decision::Deny(reason) => Err(reason.to_string()),
+        }
+    }
+}
