@@ -18,7 +18,7 @@ pub enum IdentityError {
     Issue(SpiffeId, String),
     /// The certificate could not be turned into a TLS config.
     #[error("cannot build TLS config for {0}: {1}")]
-    Tls(SpiffeId, mesh_identity::Error),
+    Tls(SpiffeId, Box<mesh_identity::Error>),
 }
 
 /// Where workload certificates come from.
@@ -117,10 +117,10 @@ impl CertManager {
     fn entry(&self, id: &SpiffeId) -> Result<Entry, IdentityError> {
         let now = SystemTime::now();
         let cached = self.lock_entries().get(id).cloned();
-        if let Some(e) = &cached {
-            if !needs_renewal(&e.cert, now) {
-                return Ok(e.clone());
-            }
+        if let Some(e) = &cached
+            && !needs_renewal(&e.cert, now)
+        {
+            return Ok(e.clone());
         }
         match self.build(id) {
             Ok(fresh) => {
@@ -145,10 +145,10 @@ impl CertManager {
             .issue(id)
             .map_err(|e| IdentityError::Issue(id.clone(), e))?;
         let bundle = self.source.bundle();
-        let server =
-            tls::server_config(&cert, &bundle).map_err(|e| IdentityError::Tls(id.clone(), e))?;
+        let server = tls::server_config(&cert, &bundle)
+            .map_err(|e| IdentityError::Tls(id.clone(), Box::new(e)))?;
         let client_any = tls::client_config(&cert, &bundle, ServerIdentity::AnyInTrustDomain)
-            .map_err(|e| IdentityError::Tls(id.clone(), e))?;
+            .map_err(|e| IdentityError::Tls(id.clone(), Box::new(e)))?;
         Ok(Entry {
             cert,
             server,
@@ -181,7 +181,7 @@ impl CertManager {
             &self.source.bundle(),
             ServerIdentity::OneOf(vec![dst.clone()]),
         )
-        .map_err(|e| IdentityError::Tls(src.clone(), e))?;
+        .map_err(|e| IdentityError::Tls(src.clone(), Box::new(e)))?;
         self.lock_clients().insert(key, config.clone());
         Ok(config)
     }

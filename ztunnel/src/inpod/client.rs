@@ -5,7 +5,7 @@
 //! runtime through its handle and the result is acknowledged before the next request is read.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,14 +63,15 @@ pub fn spawn(
 
 /// One connection to the agent; returns Ok only when asked to stop.
 fn session(
-    path: &PathBuf,
+    path: &Path,
     pods: &PodManager,
     rt: &Handle,
     stop: &CancellationToken,
     on_snapshot: &(dyn Fn() + Send + Sync),
 ) -> Result<(), ClientError> {
-    let conn = SeqPacketConn::connect(path).map_err(|e| ClientError::Connect(path.clone(), e))?;
-    let session_err = |e| ClientError::Session(path.clone(), e);
+    let conn =
+        SeqPacketConn::connect(path).map_err(|e| ClientError::Connect(path.to_path_buf(), e))?;
+    let session_err = |e| ClientError::Session(path.to_path_buf(), e);
     conn.set_read_timeout(Some(READ_POLL))
         .map_err(session_err)?;
     conn.send(&ZtunnelMessage::hello(), None)

@@ -31,10 +31,10 @@ pub fn namespaces_in_use() -> HashSet<u64> {
             if name == me || !name.bytes().all(|b| b.is_ascii_digit()) {
                 continue;
             }
-            if let Ok(link) = std::fs::read_link(e.path().join("ns/net")) {
-                if let Some(ino) = parse_ns_link(&link.to_string_lossy()) {
-                    used.insert(ino);
-                }
+            if let Ok(link) = std::fs::read_link(e.path().join("ns/net"))
+                && let Some(ino) = parse_ns_link(&link.to_string_lossy())
+            {
+                used.insert(ino);
             }
         }
     }
