@@ -19,6 +19,7 @@ use crate::rules::{Backend, RedirectOptions, RulesError};
 
 pub mod cluster;
 pub mod cni_server;
+pub mod discover;
 pub mod enforce;
 pub mod install;
 pub mod listeners;

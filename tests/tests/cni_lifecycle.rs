@@ -77,6 +77,32 @@ fn agent_and_ztunnel_restarts_recover_enrolled_pods() {
 }
 
 #[test]
+fn pods_running_before_the_agent_knew_them_are_found_and_enrolled_by_label() {
+    let mut c = CniCluster::start("cnilegacy", 2).unwrap();
+    c.label_namespace("shop", &[]).unwrap();
+    let client = c.create_pod(1, "shop", "client", &[]).unwrap();
+    // Never went through mesh-cni: the agent has no record of its sandbox.
+    let server = c.create_pod_without_mesh_cni(2, "shop", "server").unwrap();
+    let _srv = server.serve(PORT).unwrap();
+    c.wait_ztunnel_config(&[client.ip, server.ip]).unwrap();
+    assert!(c.redirected(2).is_empty());
+
+    c.label_namespace("shop", &AMBIENT).unwrap();
+    wait_until("both pods enrolled", || {
+        client.ztunnel_listening() && server.ztunnel_listening() && server.rules_complete()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert_mtls(&c, &client, &server, "MARKER-discovered-pod-mtls");
+    assert_eq!(c.redirected(2), vec!["uid-shop-server".to_string()]);
+
+    c.label_namespace("shop", &[]).unwrap();
+    wait_until("released", || {
+        server.ztunnel_gone() && server.rules_absent()
+    })
+    .unwrap();
+}
+
+#[test]
 fn cni_del_and_vanished_pods_leave_no_rules_listeners_or_leaks() {
     let mut c = CniCluster::start("cnidel", 1).unwrap();
     c.label_namespace("shop", &AMBIENT).unwrap();

@@ -75,6 +75,11 @@ impl Cluster {
         self.pods.get(uid)
     }
 
+    /// Every known pod.
+    pub fn pods(&self) -> impl Iterator<Item = &PodMeta> {
+        self.pods.values()
+    }
+
     /// The uid of `namespace/name`.
     pub fn uid_of(&self, namespace: &str, name: &str) -> Option<&str> {
         self.by_name

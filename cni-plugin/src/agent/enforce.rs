@@ -87,6 +87,11 @@ impl Enforcer {
         }
     }
 
+    /// The node's own network namespace.
+    pub fn node(&self) -> &Netns {
+        &self.node
+    }
+
     /// The handoff server.
     pub fn handoff(&self) -> &HandoffServer {
         &self.handoff

@@ -17,6 +17,7 @@ use crate::netns::Netns;
 use crate::protocol::{CniPod, CniPodRef, CniReply};
 
 mod cni;
+mod discovery;
 mod selfcheck;
 
 /// A pod sandbox the agent knows (from CNI ADD or its records) and its capture state.
@@ -68,6 +69,8 @@ pub struct Reconciler {
     pub(super) metrics: Metrics,
     pub(super) timing: Timing,
     pub(super) next_check: Instant,
+    /// Last netns search per pod uid (pods that never went through our CNI ADD).
+    pub(super) searched: std::collections::HashMap<String, Instant>,
 }
 
 impl Reconciler {
@@ -91,6 +94,7 @@ impl Reconciler {
             metrics,
             timing,
             next_check: Instant::now() + timing.check_interval,
+            searched: std::collections::HashMap::new(),
         };
         me.update_gauges();
         me
@@ -136,6 +140,11 @@ impl Reconciler {
     /// Applies a source event and reconciles the pods it affects.
     pub fn on_source(&mut self, event: super::model::SourceEvent) {
         let changed = self.cluster.apply(event);
+        for uid in &changed.pods {
+            if self.cluster.pod(uid).is_none() {
+                self.searched.remove(uid);
+            }
+        }
         self.resolve_pending();
         let mut uids: Vec<String> = changed.pods.into_iter().collect();
         if !changed.namespaces.is_empty() || changed.synced {
@@ -159,6 +168,7 @@ impl Reconciler {
     /// Brings pod `uid` to the state its labels ask for (live enrolment / release).
     pub fn reconcile(&mut self, uid: &str) {
         let Some(t) = self.tracked.get(uid) else {
+            self.discover(uid);
             return;
         };
         let desired = match self.cluster.decision(uid) {

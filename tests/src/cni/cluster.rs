@@ -299,6 +299,52 @@ impl CniCluster {
         })
     }
 
+    /// Creates a pod on node `n` as if it had started before the mesh was installed: wired by
+    /// the chain without `mesh-cni` (bridge + host-local), then reported with its IP.
+    pub fn create_pod_without_mesh_cni(
+        &mut self,
+        n: u8,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<CniPod> {
+        let args = PodArgs {
+            name: name.into(),
+            namespace: namespace.into(),
+            uid: format!("uid-{namespace}-{name}"),
+            container_id: format!("sandbox-{name}-{}", crate::names::unique("c")),
+        };
+        let mut chain = self.node(n).chain.clone();
+        if let Some(plugins) = chain.conflist["plugins"].as_array_mut() {
+            plugins.retain(|p| p["type"] != "mesh-cni");
+        }
+        let netns = Netns::new(&format!("{name}-pod"))?;
+        let result = chain.add(self.node_ns(n), &netns.path(), &args)?;
+        let ip =
+            result_ip(&result).ok_or_else(|| anyhow::anyhow!("no IP in CNI result {result}"))?;
+        self.state.pods.push(PodMeta {
+            uid: args.uid.clone(),
+            name: name.into(),
+            namespace: namespace.into(),
+            service_account: name.into(),
+            node_name: format!("node-{n}"),
+            ips: vec![ip.into()],
+            ..PodMeta::default()
+        });
+        self.write_state()?;
+        self.workloads.push(format!(
+            "  - {{uid: {uid:?}, name: {name:?}, namespace: {namespace:?}, serviceAccount: {name:?}, node: \"node-{n}\", addresses: [\"{ip}\"], protocol: HBONE}}",
+            uid = args.uid
+        ));
+        self.write_ztunnel_config()?;
+        Ok(CniPod {
+            netns,
+            args,
+            node: n,
+            ip,
+            result,
+        })
+    }
+
     /// Runs CNI CHECK of the chain for `pod`.
     pub fn check_pod(&self, pod: &CniPod) -> Result<(), super::CniError> {
         self.node(pod.node).chain.check(

@@ -121,10 +121,10 @@ impl Reconciler {
         self.pending
             .retain(|p| p.pod.container_id != pod.container_id);
         if let Some(uid) = self.resolve_uid(pod)
-            && self
-                .tracked
-                .get(&uid)
-                .is_some_and(|t| t.record.container_id == pod.container_id)
+            && self.tracked.get(&uid).is_some_and(|t| {
+                // Discovered pods have no container id: any sandbox of theirs matches.
+                t.record.container_id.is_empty() || t.record.container_id == pod.container_id
+            })
         {
             self.forget(&uid);
         }

@@ -36,6 +36,15 @@ impl Reconciler {
                 not_enforced += 1;
             }
         }
+        let untracked: Vec<String> = self
+            .cluster
+            .pods()
+            .filter(|p| !self.tracked.contains_key(&p.uid))
+            .map(|p| p.uid.clone())
+            .collect();
+        for uid in untracked {
+            self.discover(&uid);
+        }
         let ips: Vec<std::net::IpAddr> = self
             .tracked
             .values()
