@@ -15,6 +15,7 @@ pub mod cors;
 pub mod duration;
 pub mod fault;
 pub mod filters;
+pub mod istio;
 pub mod matching;
 pub mod pattern;
 pub mod route;
@@ -95,6 +96,10 @@ pub enum L7Object {
     /// Istio `AuthorizationPolicy` (`security.istio.io`); enforced by the waypoint when it has
     /// `targetRefs` to the waypoint or a service (see [`authz`]).
     AuthorizationPolicy(Box<AuthorizationPolicyObject>),
+    /// Istio `VirtualService` (`networking.istio.io`).
+    VirtualService(Box<istio::spec::VirtualServiceObject>),
+    /// Istio `DestinationRule` (`networking.istio.io`).
+    DestinationRule(Box<istio::spec::DestinationRuleObject>),
     /// Another kind (ignored by the L7 layer; other parts of the mesh may read it).
     Other {
         /// `apiVersion`.
@@ -142,6 +147,12 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<L7Object>, L
             ("security.istio.io", "AuthorizationPolicy") => L7Object::AuthorizationPolicy(
                 Box::new(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?),
             ),
+            ("networking.istio.io", "VirtualService") => L7Object::VirtualService(Box::new(
+                serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?,
+            )),
+            ("networking.istio.io", "DestinationRule") => L7Object::DestinationRule(Box::new(
+                serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?,
+            )),
             _ => L7Object::Other {
                 api_version: tm.api_version,
                 kind: tm.kind,
@@ -174,6 +185,8 @@ pub struct L7Config {
     pub routes: Vec<Route>,
     /// Validated authorization policies (from the same objects).
     pub policies: Vec<crate::authz::Policy>,
+    /// Validated DestinationRules.
+    pub destination_rules: Vec<istio::DestinationRule>,
 }
 
 /// Validates a whole set of objects into routes. Every invalid object and duplicate is reported
@@ -219,6 +232,9 @@ pub fn build(objects: &[L7Object]) -> Result<L7Config, Vec<L7Error>> {
         let (kind, meta, result) = match o {
             L7Object::HttpRoute(r) => ("HTTPRoute", &r.metadata, convert::http_route(r, &ctx)),
             L7Object::GrpcRoute(r) => ("GRPCRoute", &r.metadata, convert::grpc_route(r, &ctx)),
+            L7Object::VirtualService(v) => {
+                ("VirtualService", &v.metadata, istio::virtual_service(v))
+            }
             _ => continue,
         };
         let ns = ns_of(meta);
@@ -253,8 +269,29 @@ pub fn build(objects: &[L7Object]) -> Result<L7Config, Vec<L7Error>> {
             }),
         }
     }
+    let mut destination_rules = Vec::new();
+    for o in objects {
+        let L7Object::DestinationRule(d) = o else {
+            continue;
+        };
+        let ns = ns_of(&d.metadata);
+        unique("DestinationRule", &ns, &d.metadata.name, &mut errors);
+        match istio::destination_rule(d) {
+            Ok(dr) => destination_rules.push(dr),
+            Err(source) => errors.push(L7Error::Invalid {
+                kind: "DestinationRule".into(),
+                namespace: ns,
+                name: d.metadata.name.clone(),
+                source,
+            }),
+        }
+    }
     if errors.is_empty() {
-        Ok(L7Config { routes, policies })
+        Ok(L7Config {
+            routes,
+            policies,
+            destination_rules,
+        })
     } else {
         Err(errors)
     }

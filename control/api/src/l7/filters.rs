@@ -78,6 +78,7 @@ pub fn modified_path(modifier: &PathModifier, matched: &PathMatch, path: &str) -
         PathModifier::ReplacePrefixMatch(replacement) => {
             let prefix = match matched {
                 PathMatch::Prefix(p) if p != "/" => p.as_str(),
+                PathMatch::RawPrefix(p) => p.as_str(),
                 // Validation allows ReplacePrefixMatch only after a PathPrefix match.
                 _ => "",
             };

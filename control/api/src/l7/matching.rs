@@ -94,6 +94,7 @@ impl PathMatch {
             Self::Exact(p) => p == path,
             Self::Prefix(p) => prefix_matches(p, path),
             Self::Regex(re) => re.is_match(path),
+            Self::RawPrefix(p) => path.starts_with(p.as_str()),
         }
     }
 }

@@ -68,6 +68,8 @@ pub enum ValueMatch {
     Exact(String),
     /// Full match of a regular expression.
     RegularExpression(Pattern),
+    /// Starts with (Istio `prefix`).
+    Prefix(String),
 }
 
 impl ValueMatch {
@@ -87,6 +89,7 @@ impl ValueMatch {
         match self {
             Self::Exact(v) => v == value,
             Self::RegularExpression(p) => p.is_match(value),
+            Self::Prefix(p) => value.starts_with(p.as_str()),
         }
     }
 }

@@ -18,6 +18,8 @@ pub enum RouteKind {
     /// `GRPCRoute`.
     #[serde(rename = "GRPCRoute")]
     Grpc,
+    /// Istio `VirtualService` (rules evaluated in order, first match wins).
+    VirtualService,
 }
 
 impl std::fmt::Display for RouteKind {
@@ -25,6 +27,7 @@ impl std::fmt::Display for RouteKind {
         f.write_str(match self {
             Self::Http => "HTTPRoute",
             Self::Grpc => "GRPCRoute",
+            Self::VirtualService => "VirtualService",
         })
     }
 }
@@ -141,6 +144,9 @@ pub enum PathMatch {
     /// Full match of a regular expression on the path (without query).
     #[serde(rename = "RegularExpression")]
     Regex(Pattern),
+    /// Plain string prefix (Istio VirtualService `uri.prefix`): `/abc` matches `/abcd` too.
+    #[serde(rename = "StringPrefix")]
+    RawPrefix(String),
 }
 
 /// A header or query parameter condition.
@@ -256,8 +262,12 @@ pub enum BackendTarget {
         namespace: String,
         /// Name.
         name: String,
-        /// Service port.
+        /// Service port; 0 = the port the client dialed (VirtualService destinations without
+        /// a port).
         port: u16,
+        /// DestinationRule subset (VirtualService destinations).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subset: Option<String>,
     },
     /// A reference the waypoint cannot send to (other kinds, missing port): requests routed
     /// to it get 500.

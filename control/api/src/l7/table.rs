@@ -73,6 +73,9 @@ pub struct RouteTable {
     routes: Vec<Arc<Route>>,
     by_service: HashMap<(String, String), Attached>,
     gateway: Attached,
+    /// VirtualService rules by service, in order (first match wins; used when no Gateway API
+    /// route applies).
+    virtual_services: HashMap<(String, String), Attached>,
 }
 
 impl Serialize for RouteTable {
@@ -85,7 +88,7 @@ fn sort_key(r: &Route, e: &Entry) -> impl Ord + use<> {
     let m = &r.rules[e.rule].matches[e.m];
     let (rank, len) = match &m.path {
         PathMatch::Exact(p) => (3, p.len()),
-        PathMatch::Prefix(p) => (2, p.len()),
+        PathMatch::Prefix(p) | PathMatch::RawPrefix(p) => (2, p.len()),
         PathMatch::Regex(p) => (1, p.as_str().len()),
     };
     (
@@ -108,8 +111,14 @@ impl RouteTable {
     pub fn new(routes: Vec<Route>, gateway: Option<(&str, &str)>) -> Self {
         let routes: Vec<Arc<Route>> = routes.into_iter().map(Arc::new).collect();
         let mut by_service: HashMap<(String, String), Attached> = HashMap::new();
+        let mut virtual_services: HashMap<(String, String), Attached> = HashMap::new();
         let mut gw = Attached::default();
         for (ri, r) in routes.iter().enumerate() {
+            let map = if r.kind == super::route::RouteKind::VirtualService {
+                &mut virtual_services
+            } else {
+                &mut by_service
+            };
             for p in &r.parents {
                 let (target, port) = match p {
                     Parent::Service {
@@ -117,9 +126,7 @@ impl RouteTable {
                         name,
                         port,
                     } => {
-                        let a = by_service
-                            .entry((namespace.clone(), name.clone()))
-                            .or_default();
+                        let a = map.entry((namespace.clone(), name.clone())).or_default();
                         if *namespace != r.namespace {
                             a.consumer_namespaces.insert(r.namespace.clone());
                         }
@@ -154,6 +161,7 @@ impl RouteTable {
             routes,
             by_service,
             gateway: gw,
+            virtual_services,
         }
     }
 
@@ -164,8 +172,9 @@ impl RouteTable {
 
     /// Whether any route attaches to the service `namespace/name` (any port, any client).
     pub fn has_routes_for(&self, namespace: &str, name: &str) -> bool {
-        self.by_service
-            .contains_key(&(namespace.to_owned(), name.to_owned()))
+        let key = (namespace.to_owned(), name.to_owned());
+        self.by_service.contains_key(&key)
+            || self.virtual_services.contains_key(&key)
             || !self.gateway.entries.is_empty()
     }
 
@@ -190,9 +199,13 @@ impl RouteTable {
                 return sel;
             }
         }
-        self.scan(&self.gateway, dst.port, req, |r| {
+        let sel = self.scan(&self.gateway, dst.port, req, |r| {
             hostname_applies(r, host, dst)
-        })
+        });
+        match (sel, self.virtual_services.get(&key)) {
+            (Selection::NoRoute, Some(vs)) => self.scan(vs, dst.port, req, |_| true),
+            (sel, _) => sel,
+        }
     }
 
     fn scan<'s>(

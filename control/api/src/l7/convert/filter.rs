@@ -341,6 +341,7 @@ fn backend_target(spec: &BackendRefSpec, route_ns: &str) -> BackendTarget {
                 .unwrap_or_else(|| route_ns.to_owned()),
             name: spec.name.clone(),
             port,
+            subset: None,
         },
         Some(Err(e)) => BackendTarget::Invalid {
             reason: e.to_string(),
