@@ -7,6 +7,7 @@
 //! created through the chain.
 
 pub mod cluster;
+pub mod pod;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -182,3 +182,36 @@ fn kubelet_probe_from_the_node_reaches_an_enrolled_pod_directly() {
         "the probe was SNATed on the node and skipped the proxy (send: {out:?})"
     );
 }
+
+#[test]
+fn iptables_fallback_backend_captures_and_releases_too() {
+    let mut c =
+        CniCluster::start_with_backend("cniipt", 2, mesh_cni::rules::Backend::Iptables).unwrap();
+    c.label_namespace("shop", &AMBIENT).unwrap();
+    let client = c.create_pod(1, "shop", "client", &[]).unwrap();
+    let server = c.create_pod(2, "shop", "server", &[]).unwrap();
+    let _srv = server.serve(PORT).unwrap();
+    c.wait_ztunnel_config(&[client.ip, server.ip]).unwrap();
+    assert!(
+        client.rules_complete() && server.rules_complete(),
+        "{}",
+        c.logs()
+    );
+    let (reply, plaintext, hbone) = send_captured(&c, &client, &server, "MARKER-iptables-mtls");
+    assert!(reply.contains("MARKER-iptables-mtls"), "{reply}");
+    assert!(
+        !plaintext && hbone,
+        "captured and encrypted with the iptables rules"
+    );
+
+    c.label_namespace("shop", &[]).unwrap();
+    wait_until("released", || {
+        client.ztunnel_gone()
+            && server.ztunnel_gone()
+            && client.rules_absent()
+            && server.rules_absent()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let (_, plaintext, _) = send_captured(&c, &client, &server, "MARKER-iptables-direct");
+    assert!(plaintext, "released: direct again");
+}

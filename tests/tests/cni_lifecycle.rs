@@ -20,7 +20,7 @@ fn host_snat_ips(c: &CniCluster, n: u8) -> Vec<std::net::Ipv4Addr> {
     let node =
         mesh_cni::netns::Netns::open_named(c.topology().nodes()[usize::from(n) - 1].netns.name())
             .expect("open the node netns");
-    rules::host::pod_ips(&node, Backend::Nft).expect("list the host SNAT set")
+    rules::host::pod_ips(&node, c.backend()).expect("list the host SNAT set")
 }
 
 fn assert_mtls(c: &CniCluster, client: &CniPod, server: &CniPod, marker: &str) {

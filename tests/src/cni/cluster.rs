@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mesh_cni::agent::{LocalState, LocalStatus, NamespaceMeta, PodMeta};
+use mesh_cni::rules::Backend;
 use mesh_identity::CertificateAuthority;
-use serde_json::Value;
 
+pub use super::pod::{CniPod, echo_roundtrip};
 use super::{CniChain, PodArgs, node_conflist, prepare_cni_path, result_ip};
 use crate::mesh::{ZtunnelFiles, ztunnel_command};
 use crate::{Netns, Process, Topology, bin_path};
@@ -18,21 +19,6 @@ use crate::{Netns, Process, Topology, bin_path};
 /// How long components get to come up or converge.
 pub const WAIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(25);
-
-/// A pod created through the CNI chain.
-#[derive(Debug)]
-pub struct CniPod {
-    /// The pod's namespace (created bare; the chain wired it).
-    pub netns: Netns,
-    /// Runtime identity.
-    pub args: PodArgs,
-    /// Node number.
-    pub node: u8,
-    /// Address from host-local.
-    pub ip: Ipv4Addr,
-    /// The chain's final result (cached for CHECK and DEL).
-    pub result: Value,
-}
 
 /// One node's components.
 pub struct CniNode {
@@ -48,6 +34,7 @@ pub struct CniNode {
 
 /// The cluster; see the module documentation. Drop order: processes, then namespaces.
 pub struct CniCluster {
+    backend: Backend,
     /// Nodes 1..=N (index 0 is node 1).
     pub nodes: Vec<CniNode>,
     state: LocalState,
@@ -60,6 +47,11 @@ pub struct CniCluster {
 impl CniCluster {
     /// `nodes` nodes, each with an agent and a ztunnel, ready.
     pub fn start(tag: &str, nodes: usize) -> anyhow::Result<Self> {
+        Self::start_with_backend(tag, nodes, Backend::Nft)
+    }
+
+    /// Like [`Self::start`], with the agents programming rules with `backend`.
+    pub fn start_with_backend(tag: &str, nodes: usize, backend: Backend) -> anyhow::Result<Self> {
         let topo = Topology::new(tag, nodes)?;
         let dir = tempfile::Builder::new().prefix("mesh-cni-e2e-").tempdir()?;
         let ca = CertificateAuthority::generate(mesh_identity::DEFAULT_TRUST_DOMAIN)?;
@@ -68,6 +60,7 @@ impl CniCluster {
         let cni_path = dir.path().join("cni-bin");
         prepare_cni_path(&cni_path, &bin_path("mesh-cni"))?;
         let mut me = Self {
+            backend,
             nodes: Vec::new(),
             state: LocalState::default(),
             workloads: Vec::new(),
@@ -143,6 +136,13 @@ impl CniCluster {
                 "300",
             ])
             .args(["--local-poll-ms", "50", "--pod-wait-ms", "5000"])
+            .args([
+                "--backend",
+                match self.backend {
+                    Backend::Nft => "nft",
+                    Backend::Iptables => "iptables",
+                },
+            ])
             .env(
                 "RUST_LOG",
                 std::env::var("MESH_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -296,6 +296,7 @@ impl CniCluster {
             node: n,
             ip,
             result,
+            backend: self.backend,
         })
     }
 
@@ -342,6 +343,7 @@ impl CniCluster {
             node: n,
             ip,
             result,
+            backend: self.backend,
         })
     }
 
@@ -402,6 +404,11 @@ impl CniCluster {
         Ok(())
     }
 
+    /// The firewall backend the agents use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// The CA (for hand-made clients).
     pub fn ca(&self) -> &CertificateAuthority {
         &self.ca
@@ -432,121 +439,4 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> anyhow::Result<()>
         std::thread::sleep(POLL);
     }
     Ok(())
-}
-
-impl CniPod {
-    /// `namespace/name`.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.args.namespace, self.args.name)
-    }
-
-    /// Starts `mesh-testapp serve --port <port> --banner` inside the pod.
-    pub fn serve(&self, port: u16) -> anyhow::Result<Process> {
-        let mut c = self.netns.command(bin_path("mesh-testapp"));
-        c.args(["serve", "--port", &port.to_string(), "--banner"])
-            .env("POD_NAME", &self.args.name);
-        let mut p = self
-            .netns
-            .spawn_command(&format!("{}-serve", self.args.name), c)?;
-        p.wait_for_output("listening on", WAIT)?;
-        Ok(p)
-    }
-
-    /// One connection from inside the pod: sends `data`, returns the reply or the error text.
-    pub fn send(&self, to: std::net::SocketAddr, data: &str) -> Result<String, String> {
-        let out = self
-            .netns
-            .run_timeout(
-                bin_path("mesh-testapp"),
-                &[
-                    "send",
-                    "--to",
-                    &to.to_string(),
-                    "--data",
-                    data,
-                    "--timeout-ms",
-                    "5000",
-                ],
-                Duration::from_secs(10),
-            )
-            .map_err(|e| e.to_string())?;
-        if out.success() {
-            Ok(out.stdout)
-        } else {
-            Err(out.stderr)
-        }
-    }
-
-    /// Opens a TCP connection from inside the pod and keeps it (a long-lived client).
-    pub fn connect(&self, to: std::net::SocketAddr) -> anyhow::Result<std::net::TcpStream> {
-        let ns = mesh_cni::netns::Netns::open_path(self.netns.path(), self.args.name.clone())?;
-        let stream =
-            ns.run(|| std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)))??;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        Ok(stream)
-    }
-
-    /// The pod's netns opened with the capture library (for rule checks).
-    pub fn open_netns(&self) -> anyhow::Result<mesh_cni::netns::Netns> {
-        Ok(mesh_cni::netns::Netns::open_path(
-            self.netns.path(),
-            self.args.name.clone(),
-        )?)
-    }
-
-    /// Whether all of our redirect rules (nft) and the policy route are in the pod.
-    pub fn rules_complete(&self) -> bool {
-        self.rules_report().is_some_and(|r| r.is_complete())
-    }
-
-    /// Whether none of our redirect rules is left in the pod.
-    pub fn rules_absent(&self) -> bool {
-        self.rules_report().is_some_and(|r| r.is_absent())
-    }
-
-    fn rules_report(&self) -> Option<mesh_cni::rules::CheckReport> {
-        let ns = self.open_netns().ok()?;
-        mesh_cni::rules::check(&ns, mesh_cni::rules::Backend::Nft, &Default::default()).ok()
-    }
-
-    /// Whether ztunnel's three listeners are open in the pod.
-    pub fn ztunnel_listening(&self) -> bool {
-        self.ztunnel_ports().is_some_and(|p| p.len() == 3)
-    }
-
-    /// Whether none of ztunnel's listeners is open in the pod.
-    pub fn ztunnel_gone(&self) -> bool {
-        self.ztunnel_ports().is_some_and(|p| p.is_empty())
-    }
-
-    /// Which of ztunnel's ports listen in the pod (read from the netns's socket table).
-    fn ztunnel_ports(&self) -> Option<Vec<u16>> {
-        let ns = self.open_netns().ok()?;
-        let ports = mesh_cni::agent::listeners::listening_ports(&ns).ok()?;
-        Some(
-            mesh_cni::agent::listeners::ZTUNNEL_PORTS
-                .into_iter()
-                .filter(|p| ports.contains(p))
-                .collect(),
-        )
-    }
-}
-
-/// Writes `line` on `stream` and reads until the echo of `line` arrived.
-pub fn echo_roundtrip(stream: &mut std::net::TcpStream, line: &str) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    stream.write_all(line.as_bytes())?;
-    let mut got = String::new();
-    let mut buf = [0u8; 4096];
-    while !got.contains(line) {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("closed; got {got:?}"),
-            ));
-        }
-        got.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    Ok(got)
 }
