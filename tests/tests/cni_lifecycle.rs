@@ -248,3 +248,60 @@ fn malformed_cni_input_gets_proper_cni_errors() {
     let out = run_plugin(node, &plugin, &env("DEL"), conf("0.4.0").as_bytes()).unwrap();
     assert!(out.success() && out.stdout.is_empty(), "{out:?}");
 }
+
+#[test]
+fn the_agent_installs_the_plugin_and_keeps_it_in_a_rewritten_conflist() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conf_dir, bin_dir) = (dir.path().join("net.d"), dir.path().join("bin"));
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let primary = conf_dir.join("10-bridge.conflist");
+    let bridge_only = r#"{"cniVersion":"1.0.0","name":"k8s","plugins":[{"type":"bridge"}]}"#;
+    std::fs::write(&primary, bridge_only).unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), "pods: []\n").unwrap();
+    let node = Netns::new("install").unwrap();
+    let mut cmd = node.command(bin_path("mesh-cni-agent"));
+    cmd.args([
+        "--node",
+        "node-1",
+        "--source",
+        "local",
+        "--metrics-addr",
+        "none",
+    ])
+    .arg("--local-state")
+    .arg(dir.path().join("cluster.yaml"))
+    .arg("--state-dir")
+    .arg(dir.path().join("state"))
+    .arg("--cni-conf-dir")
+    .arg(&conf_dir)
+    .arg("--cni-bin-dir")
+    .arg(&bin_dir);
+    let _agent = node.spawn_command("agent-install", cmd).unwrap();
+    let types = || -> Vec<String> {
+        std::fs::read(&primary)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["plugins"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p["type"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    wait_until("plugin installed", || types() == ["bridge", "mesh-cni"]).unwrap();
+    let installed = std::fs::read(bin_dir.join("mesh-cni")).unwrap();
+    assert_eq!(installed, std::fs::read(bin_path("mesh-cni")).unwrap());
+    let entry: serde_json::Value = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(&primary).unwrap(),
+    )
+    .unwrap()["plugins"][1]
+        .clone();
+    assert_eq!(
+        entry["agentSocket"].as_str().unwrap(),
+        dir.path().join("state/cni.sock").display().to_string()
+    );
+    // Another CNI rewrites its config: mesh-cni is added again.
+    let tmp = conf_dir.join("rewrite.tmp");
+    std::fs::write(&tmp, bridge_only).unwrap();
+    std::fs::rename(&tmp, &primary).unwrap();
+    wait_until("plugin re-added", || types() == ["bridge", "mesh-cni"]).unwrap();
+}
