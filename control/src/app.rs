@@ -25,21 +25,29 @@ pub async fn serve(
     stop: CancellationToken,
     ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> anyhow::Result<()> {
-    let ca = Arc::new(ca::load_or_create(&config.ca_dir, &config.trust_domain)?);
     let store = Store::new(Options {
         root_namespace: config.root_namespace.clone(),
         trust_domain: config.trust_domain.clone(),
     });
     let (tx, rx) = mpsc::channel(16);
-    let auth: Arc<dyn Authenticator> = match (&config.config_dir, &config.token_key) {
+    let (auth, ca): (Arc<dyn Authenticator>, _) = match (&config.config_dir, &config.token_key) {
         (Some(dir), Some(key)) if !config.kubernetes => {
+            let ca = ca::load_or_create(&config.ca_dir, &config.trust_domain)?;
             Box::new(FileSource::new(dir, config.poll)).spawn(tx, stop.clone());
-            Arc::new(LocalTokens::load_or_create(key)?)
+            (Arc::new(LocalTokens::load_or_create(key)?), ca)
         }
         _ => {
             let client = kube::Client::try_default()
                 .await
                 .context("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+            let ca = ca::cluster::load_or_create(
+                &client,
+                &config.namespace,
+                &config.ca_dir,
+                &config.trust_domain,
+            )
+            .await?;
+            ca::cluster::publish_root(&client, &config.namespace, &ca).await?;
             Box::new(KubeSource::new(client.clone())).spawn(tx, stop.clone());
             let opts = crate::deployer::DeployerOptions {
                 image: config.waypoint_image.clone(),
@@ -51,9 +59,13 @@ pub async fn serve(
                 opts,
                 stop.clone(),
             ));
-            Arc::new(TokenReviewer::new(client, vec![TOKEN_AUDIENCE.to_string()]))
+            (
+                Arc::new(TokenReviewer::new(client, vec![TOKEN_AUDIENCE.to_string()])),
+                ca,
+            )
         }
     };
+    let ca = Arc::new(ca);
     tokio::spawn(store.clone().run(rx, stop.clone()));
 
     let id = SpiffeId::try_new(

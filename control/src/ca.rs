@@ -4,6 +4,8 @@
 //! ztunnel service account's, bound to the node named in the request, and the index must have a pod with the
 //! requested namespace and service account on that node. Any other caller may get only its own identity.
 
+pub mod cluster;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

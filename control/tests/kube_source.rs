@@ -1,180 +1,22 @@
 //! The Kubernetes source against a fake API server speaking list/watch over HTTP (real kube-rs client and
 //! watchers): initial list, sync, watch events (add, modify, delete) reaching the index.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+#[path = "support/fake_api.rs"]
+mod fake_api;
+
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use hyper::body::Frame;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use fake_api::FakeApi;
 use mesh_control::index::Resource;
 use mesh_control::source::Source;
 use mesh_control::source::kube::KubeSource;
 use mesh_control::store::Store;
 use mesh_control::translate::Options;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Objects by plural, and a channel of watch events (plural, event JSON).
-#[derive(Clone)]
-struct FakeApi {
-    /// PATCH requests received: (path, query, body).
-    patches: Arc<Mutex<Vec<(String, String, Value)>>>,
-    objects: Arc<Mutex<HashMap<String, Vec<Value>>>>,
-    /// Every event so far (plural, resourceVersion, event): a watch from resourceVersion R replays those after R,
-    /// so events sent before the watcher connected are not lost.
-    history: Arc<Mutex<Vec<(String, u64, Value)>>>,
-    events: broadcast::Sender<(String, Value)>,
-    rv: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl FakeApi {
-    fn new() -> Self {
-        Self {
-            patches: Arc::default(),
-            objects: Arc::default(),
-            history: Arc::default(),
-            events: broadcast::channel(64).0,
-            rv: Arc::new(100.into()),
-        }
-    }
-
-    fn next_rv(&self) -> String {
-        (self.rv.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1).to_string()
-    }
-
-    fn add(&self, plural: &str, mut obj: Value) {
-        obj["metadata"]["resourceVersion"] = self.next_rv().into();
-        self.objects
-            .lock()
-            .expect("lock")
-            .entry(plural.into())
-            .or_default()
-            .push(obj);
-    }
-
-    fn event(&self, plural: &str, kind: &str, mut obj: Value) {
-        let rv = self.next_rv();
-        obj["metadata"]["resourceVersion"] = rv.clone().into();
-        let ev = json!({"type": kind, "object": obj});
-        let mut history = self.history.lock().expect("lock");
-        history.push((plural.into(), rv.parse().unwrap_or(0), ev.clone()));
-        let _ = self.events.send((plural.into(), ev));
-    }
-
-    async fn handle(
-        self,
-        req: Request<hyper::body::Incoming>,
-    ) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
-        let path = req.uri().path().to_string();
-        let query = req.uri().query().unwrap_or_default().to_string();
-        if req.method() == hyper::Method::PATCH {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let mut v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            self.patches
-                .lock()
-                .expect("lock")
-                .push((path.clone(), query, v.clone()));
-            if path.contains("/services/") {
-                v["spec"]["clusterIP"] = "10.96.7.7".into();
-            }
-            return Ok(Response::new(BodyExt::boxed(Full::new(Bytes::from(
-                v.to_string(),
-            )))));
-        }
-        let plural = path.rsplit('/').next().unwrap_or_default().to_string();
-        if query.contains("watch=true") || query.contains("watch=1") {
-            let from: u64 = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("resourceVersion="))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let (mut rx, past) = {
-                let history = self.history.lock().expect("lock");
-                let past: Vec<(String, Value)> = history
-                    .iter()
-                    .filter(|(p, rv, _)| *p == plural && *rv > from)
-                    .map(|(p, _, e)| (p.clone(), e.clone()))
-                    .collect();
-                (self.events.subscribe(), past)
-            };
-            let (tx, body_rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
-            tokio::spawn(async move {
-                let mut past = past.into_iter();
-                loop {
-                    let (p, ev) = match past.next() {
-                        Some(e) => e,
-                        None => match rx.recv().await {
-                            Ok(e) => e,
-                            Err(_) => return,
-                        },
-                    };
-                    if p != plural {
-                        continue;
-                    }
-                    let mut line = serde_json::to_vec(&ev).expect("json");
-                    line.push(b'\n');
-                    if tx.send(Ok(Frame::data(Bytes::from(line)))).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            let stream = futures_util::stream::unfold(body_rx, |mut r| async move {
-                r.recv().await.map(|m| (m, r))
-            });
-            return Ok(Response::new(BodyExt::boxed(StreamBody::new(stream))));
-        }
-        let items = self
-            .objects
-            .lock()
-            .expect("lock")
-            .get(&plural)
-            .cloned()
-            .unwrap_or_default();
-        let rv = self
-            .rv
-            .load(std::sync::atomic::Ordering::SeqCst)
-            .to_string();
-        let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": rv}, "items": items});
-        Ok(Response::new(BodyExt::boxed(Full::new(Bytes::from(
-            list.to_string(),
-        )))))
-    }
-
-    async fn serve(self) -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let api = self.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| api.clone().handle(req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
-                });
-            }
-        });
-        addr
-    }
-}
 
 fn pod(name: &str, labels: Value, ip: &str) -> Value {
     json!({
