@@ -72,6 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         upstreams: Arc::new(Upstreams::new(certs.clone(), identity.clone(), my_ip)),
         metrics,
         gateway: gateway.clone(),
+        balancer: Default::default(),
     });
     let serve = hbone::ServeOptions {
         drain_period: config.drain,

@@ -3,6 +3,8 @@
 //! response body ends.
 
 mod authorize;
+mod backend;
+pub mod balance;
 pub mod body;
 pub mod filters;
 mod finish;
@@ -23,6 +25,7 @@ use hyper::body::Incoming;
 use mesh_api::l7::{BackendTarget, Destination, Selection, pick_backend};
 use mesh_identity::SpiffeId;
 
+use self::backend::Wanted;
 use self::body::RequestBody;
 use self::filters::{Applied, Facts};
 use self::forward::{DEFAULT_CONNECT_RETRIES, Head, Policy};
@@ -30,7 +33,7 @@ use self::local::Reason;
 use self::request::{View, authority, is_grpc, strip_port};
 use crate::access_log::RequestLog;
 use crate::metrics::Metrics;
-use crate::resolve::{self, Picked, Target};
+use crate::resolve::{Picked, Target};
 use crate::state::State;
 use crate::upstream::{Body, Upstreams, Version};
 
@@ -44,6 +47,8 @@ pub struct Proxy {
     pub metrics: Metrics,
     /// (namespace, name) of the waypoint's Gateway (policy and route attachment).
     pub gateway: (String, String),
+    /// Endpoint choice, connection-pool limits, outlier detection.
+    pub balancer: balance::Balancer,
 }
 
 /// What one tunnel carries: who sent it and where to.
@@ -145,7 +150,7 @@ impl Proxy {
             out.error = Some(reason);
             return local(403, Reason::Denied, out);
         }
-        let (port, selection) = match &down.target {
+        let (port_dialed, selection) = match &down.target {
             Target::Service {
                 namespace,
                 name,
@@ -186,7 +191,7 @@ impl Proxy {
         };
         let facts = Facts {
             host: &host,
-            port,
+            port: port_dialed,
             matched,
             grpc,
         };
@@ -199,7 +204,7 @@ impl Proxy {
             return resp;
         }
         // Backend: the rule's weighted choice, or the destination itself without a route.
-        let (svc_ns, svc_name, svc_port) = match (rule, &down.target) {
+        let want = match (rule, &down.target) {
             (Some(rule), _) => {
                 let Some(backend) = pick_backend(&rule.backends, rand::random()) else {
                     out.error = Some("the rule has no backend with weight > 0".into());
@@ -216,7 +221,13 @@ impl Proxy {
                         namespace,
                         name,
                         port,
-                    } => (namespace.clone(), name.clone(), *port),
+                        subset,
+                    } => Some(Wanted {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                        port: if *port == 0 { port_dialed } else { *port },
+                        subset: subset.clone(),
+                    }),
                     BackendTarget::Invalid { reason } => {
                         out.error = Some(reason.clone());
                         return local(500, Reason::NoBackend, out);
@@ -231,37 +242,28 @@ impl Proxy {
                     port,
                     ..
                 },
-            ) => (namespace.clone(), name.clone(), *port),
-            (None, Target::Workload { .. }) => Default::default(),
+            ) => Some(Wanted {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                port: *port,
+                subset: None,
+            }),
+            (None, Target::Workload { .. }) => None,
         };
-        let (endpoints, app_protocol) = match &down.target {
-            Target::Workload {
-                endpoint,
-                name,
-                namespace,
-            } if rule.is_none() => (
-                vec![Picked {
-                    endpoint: endpoint.clone(),
-                    workload: name.clone(),
-                    namespace: namespace.clone(),
-                }],
-                None,
-            ),
-            _ => match resolve::endpoints(&mesh, &svc_ns, &svc_name, svc_port) {
-                Ok((svc, eps)) => {
-                    let proto = svc.port(svc_port).and_then(|p| p.app_protocol.clone());
-                    (eps, proto)
-                }
-                Err(e) => {
-                    out.error = Some(e.to_string());
-                    return local(500, Reason::NoBackend, out);
-                }
-            },
+        let chosen = match self.choose(&mesh, &routes, down, want) {
+            Ok(c) => c,
+            Err((status, reason, error)) => {
+                out.error = Some(error);
+                return local(status, reason, out);
+            }
         };
-        if endpoints.is_empty() {
-            out.error = Some(format!("service {svc_ns}/{svc_name} has no endpoint"));
-            return local(503, Reason::NoHealthyUpstream, out);
-        }
+        let backend::Chosen {
+            endpoints,
+            app_protocol,
+            key,
+            policy: traffic,
+            permit,
+        } = chosen;
         let version = upstream_version(parts.version, app_protocol.as_deref());
         let upstream_authority = applied.host.clone().unwrap_or(host_full);
         let head = Head::new(parts, upstream_authority, version);
@@ -273,6 +275,7 @@ impl Proxy {
             codes: retry.as_ref().map(|r| r.codes.clone()).unwrap_or_default(),
             retry: retry.clone(),
             per_try: rule.and_then(|r| r.timeouts.backend_request),
+            on_failure: retry.as_ref().is_none_or(|r| r.connect_failure),
         };
         let replay = retry.as_ref().is_some_and(|r| r.attempts > 0) || !applied.mirrors.is_empty();
         let mut req_body = match RequestBody::prepare(body, &parts.headers, replay).await {
@@ -283,10 +286,16 @@ impl Proxy {
             }
         };
         if !applied.mirrors.is_empty() {
-            self.mirror(&mesh, &applied, &head, &req_body);
+            self.mirror(&mesh, &applied, &head, &req_body, port_dialed);
         }
+        let up = forward::Upstream {
+            upstreams: &self.upstreams,
+            balancer: &self.balancer,
+            key: &key,
+            policy: &traffic,
+        };
         let forwarding = forward::forward(
-            &self.upstreams,
+            &up,
             &endpoints,
             &head,
             &mut req_body,
@@ -306,6 +315,8 @@ impl Proxy {
                 }),
             None => forwarding.await,
         };
+        // The connection-pool slot is held until the response head (or the failure) is back.
+        drop(permit);
         match result {
             Ok(f) => {
                 out.endpoint = Some(f.endpoint);
@@ -320,50 +331,6 @@ impl Proxy {
                 out.error = Some(f.error);
                 local(f.status, f.reason, out)
             }
-        }
-    }
-
-    /// Sends copies of a buffered request to the mirrors (fire and forget).
-    fn mirror(
-        &self,
-        mesh: &crate::state::Mesh,
-        applied: &Applied<'_>,
-        head: &Head,
-        body: &RequestBody,
-    ) {
-        let Some(bytes) = body.bytes() else {
-            tracing::debug!("request body is streamed; not mirrored");
-            return;
-        };
-        for m in &applied.mirrors {
-            if rand::random_range(0..mesh_api::l7::fault::PER_MILLION) >= m.per_million {
-                continue;
-            }
-            let BackendTarget::Service {
-                namespace,
-                name,
-                port,
-            } = &m.backend
-            else {
-                continue;
-            };
-            let Ok((_, eps)) = resolve::endpoints(mesh, namespace, name, *port) else {
-                continue;
-            };
-            let Some(ep) = eps.get(rand::random_range(0..eps.len().max(1))).cloned() else {
-                continue;
-            };
-            let mut h = head.clone();
-            h.authority = format!("{}-shadow", strip_port(&h.authority));
-            let Ok(req) = h.request(local::full(bytes.clone())) else {
-                continue;
-            };
-            let up = self.upstreams.clone();
-            tokio::spawn(async move {
-                if let Err(e) = up.send(&ep.endpoint, h.version, req).await {
-                    tracing::debug!(error = %e, "mirrored request failed");
-                }
-            });
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What a tunnel is for (the CONNECT authority: a service VIP:port or a workload IP:port) and
 //! which endpoints a service port has.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use mesh_api::{Protocol, Service, Workload};
@@ -122,6 +123,7 @@ pub fn endpoints<'m>(
     namespace: &str,
     name: &str,
     port: u16,
+    subset: Option<&BTreeMap<String, String>>,
 ) -> Result<(&'m Service, Vec<Picked>), ResolveError> {
     let svc = mesh
         .service(namespace, name)
@@ -134,6 +136,7 @@ pub fn endpoints<'m>(
     let eps = mesh
         .snapshot
         .service_endpoints(svc)
+        .filter(|w| subset.is_none_or(|s| s.iter().all(|(k, v)| w.labels.get(k) == Some(v))))
         .filter_map(|w| {
             Some(Picked {
                 endpoint: Endpoint {

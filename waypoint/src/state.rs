@@ -69,6 +69,8 @@ pub struct Routes {
     pub table: RouteTable,
     /// AuthorizationPolicies from the routes directory.
     pub policies: Vec<mesh_api::authz::Policy>,
+    /// DestinationRules by service (namespace, name).
+    pub destination_rules: HashMap<(String, String), l7::istio::DestinationRule>,
     /// Version of the route set (1 = first load, 0 = none loaded).
     pub version: u64,
 }
@@ -111,11 +113,17 @@ impl State {
     }
 
     /// Replaces the routes; returns their version.
-    pub fn replace_routes(&self, table: RouteTable, policies: Vec<mesh_api::authz::Policy>) -> u64 {
+    pub fn replace_routes(&self, loaded: Loaded) -> u64 {
         let version = self.routes.load().version + 1;
+        let destination_rules = loaded
+            .destination_rules
+            .into_iter()
+            .map(|d| (d.service.clone(), d))
+            .collect();
         self.routes.store(Arc::new(Routes {
-            table,
-            policies,
+            table: loaded.table,
+            policies: loaded.policies,
+            destination_rules,
             version,
         }));
         self.routes_rejected.store(Arc::new(None));
@@ -148,6 +156,7 @@ impl State {
                 "version": routes.version,
                 "routes": &routes.table,
                 "authorizationPolicies": &routes.policies,
+                "destinationRules": routes.destination_rules.values().collect::<Vec<_>>(),
                 "rejected": &**self.routes_rejected.load(),
             },
         })
@@ -160,12 +169,20 @@ pub fn load_config(path: &Path) -> Result<ConfigSnapshot, StateError> {
     mesh_api::file::parse(&text).map_err(|e| StateError::InvalidConfig(path.into(), e.to_string()))
 }
 
-/// Reads every route file of `dir` and validates the whole set (all or nothing): the route table
-/// and the AuthorizationPolicies found there.
-pub fn load_routes(
-    dir: &Path,
-    gateway: (&str, &str),
-) -> Result<(RouteTable, Vec<mesh_api::authz::Policy>), StateError> {
+/// A validated route set.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Routes (HTTPRoute, GRPCRoute, VirtualService).
+    pub table: RouteTable,
+    /// AuthorizationPolicies.
+    pub policies: Vec<mesh_api::authz::Policy>,
+    /// DestinationRules.
+    pub destination_rules: Vec<l7::istio::DestinationRule>,
+}
+
+/// Reads every route file of `dir` and validates the whole set (all or nothing): routes,
+/// AuthorizationPolicies and DestinationRules.
+pub fn load_routes(dir: &Path, gateway: (&str, &str)) -> Result<Loaded, StateError> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for path in watch::route_files(dir).map_err(|e| StateError::Read(dir.into(), e))? {
@@ -182,7 +199,11 @@ pub fn load_routes(
         }
     }
     match l7::build(&objects) {
-        Ok(c) if errors.is_empty() => Ok((RouteTable::new(c.routes, Some(gateway)), c.policies)),
+        Ok(c) if errors.is_empty() => Ok(Loaded {
+            table: RouteTable::new(c.routes, Some(gateway)),
+            policies: c.policies,
+            destination_rules: c.destination_rules,
+        }),
         Ok(_) => Err(StateError::InvalidRoutes {
             dir: dir.into(),
             errors,

@@ -144,14 +144,17 @@ impl Upstreams {
     }
 
     /// Sends `req` to `ep` over a pooled (or new) connection of `version`.
+    /// `reuse` = false closes an HTTP/1.1 connection after this request
+    /// (`maxRequestsPerConnection: 1`).
     pub async fn send(
         &self,
         ep: &Endpoint,
         version: Version,
         req: Request<Body>,
+        reuse: bool,
     ) -> Result<Response<Incoming>, UpstreamError> {
         match version {
-            Version::Http1 => self.send_h1(ep, req).await,
+            Version::Http1 => self.send_h1(ep, req, reuse).await,
             Version::Http2 => self.send_h2(ep, req).await,
         }
     }
@@ -160,8 +163,10 @@ impl Upstreams {
         &self,
         ep: &Endpoint,
         req: Request<Body>,
+        reuse: bool,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let mut sender = match self.take_idle_h1(ep) {
+        let idle = if reuse { self.take_idle_h1(ep) } else { None };
+        let mut sender = match idle {
             Some(s) => s,
             None => {
                 let io = TokioIo::new(self.connect(ep).await?);
@@ -179,7 +184,9 @@ impl Upstreams {
         let response = sender.send_request(req);
         // The sender becomes ready again once this exchange is over; until then `is_ready` keeps
         // other requests off it.
-        self.put_idle_h1(ep, sender);
+        if reuse {
+            self.put_idle_h1(ep, sender);
+        }
         response
             .await
             .map_err(|e| UpstreamError::Request(ep.addr, e))

@@ -10,8 +10,10 @@ use http::{Request, Response, Uri, Version as HttpVersion};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use mesh_api::l7::Retry;
+use mesh_api::l7::istio::TrafficPolicy;
 use mesh_api::l7::route::DEFAULT_RETRY_BACKOFF;
 
+use super::balance::Balancer;
 use super::body::RequestBody;
 use super::local::Reason;
 use crate::resolve::Picked;
@@ -41,6 +43,8 @@ pub struct Policy {
     pub codes: Vec<u16>,
     /// The retry policy the backoff comes from (Envoy's 25 ms base when `None`).
     pub retry: Option<Retry>,
+    /// Whether connection failures and resets are retried.
+    pub on_failure: bool,
     /// Limit of each attempt.
     pub per_try: Option<Duration>,
 }
@@ -139,9 +143,21 @@ pub struct Forwarded {
     pub endpoint: Picked,
 }
 
+/// Where and how attempts are sent.
+pub struct Upstream<'a> {
+    /// Connections.
+    pub upstreams: &'a Upstreams,
+    /// Endpoint choice and outlier state.
+    pub balancer: &'a Balancer,
+    /// Balancer key of the service (subset).
+    pub key: &'a str,
+    /// The service's (subset's) DestinationRule policy.
+    pub policy: &'a TrafficPolicy,
+}
+
 /// Runs the attempts. `attempts` counts them for the access log.
 pub async fn forward(
-    upstreams: &Upstreams,
+    up: &Upstream<'_>,
     endpoints: &[Picked],
     head: &Head,
     body: &mut RequestBody,
@@ -152,12 +168,8 @@ pub async fn forward(
     let mut last: Option<usize> = None;
     loop {
         *attempts += 1;
-        let n = endpoints.len();
-        // A retry prefers another endpoint than the one that just failed.
-        let mut i = rand::random_range(0..n);
-        if n > 1 && last == Some(i) {
-            i = (i + 1 + rand::random_range(0..n - 1)) % n;
-        }
+        let tp = up.policy;
+        let i = up.balancer.pick(up.key, endpoints, tp.load_balancer, last);
         last = Some(i);
         let ep = &endpoints[i];
         let Some(b) = body.take(request_bytes) else {
@@ -172,12 +184,22 @@ pub async fn forward(
             reason: Reason::BadRequest,
             error: format!("cannot build the upstream request: {e}"),
         })?;
-        let sending = upstreams.send(&ep.endpoint, head.version, req);
+        let reuse = tp.max_requests_per_connection != Some(1);
+        let in_flight = up.balancer.begin(ep);
+        let sending = up.upstreams.send(&ep.endpoint, head.version, req, reuse);
         let result = match policy.per_try {
             Some(t) => tokio::time::timeout(t, sending).await.map_err(|_| ()),
             None => Ok(sending.await),
         };
+        drop(in_flight);
+        let status = match &result {
+            Ok(Ok(resp)) => Some(resp.status().as_u16()),
+            _ => None,
+        };
+        up.balancer
+            .report(ep, status, tp.outlier.as_ref(), endpoints);
         let can_retry = *attempts <= policy.retries && body.replayable();
+        let connect_retry = can_retry && policy.on_failure;
         let failure = match result {
             Ok(Ok(resp)) if can_retry && policy.codes.contains(&resp.status().as_u16()) => {
                 let status = resp.status();
@@ -210,7 +232,12 @@ pub async fn forward(
             }),
         };
         if let Some(f) = failure {
-            if !can_retry {
+            let retriable = if f.reason == Reason::Timeout {
+                can_retry
+            } else {
+                connect_retry
+            };
+            if !retriable {
                 return Err(f);
             }
             tracing::debug!(error = %f.error, "retrying");

@@ -36,6 +36,8 @@ pub enum Reason {
     BadRequest,
     /// Denied by an AuthorizationPolicy (403, `RBAC`).
     Denied,
+    /// A DestinationRule connection-pool limit was reached (503, `UO`).
+    Overflow,
 }
 
 impl Reason {
@@ -52,6 +54,7 @@ impl Reason {
             Self::FaultDelay => "DI",
             Self::BadRequest => "DPE",
             Self::Denied => "RBAC",
+            Self::Overflow => "UO",
             Self::BadFilter | Self::Redirect | Self::Preflight => "-",
         }
     }
@@ -69,6 +72,9 @@ impl Reason {
             Self::BadFilter => "route filter cannot be applied",
             Self::BadRequest => "bad request",
             Self::Denied => "RBAC: access denied",
+            Self::Overflow => {
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+            }
             Self::Redirect | Self::Preflight | Self::FaultDelay => "",
         }
     }

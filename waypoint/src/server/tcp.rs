@@ -31,7 +31,7 @@ where
             ..
         } => {
             let mesh = proxy.state.mesh();
-            match resolve::endpoints(&mesh, namespace, name, *port) {
+            match resolve::endpoints(&mesh, namespace, name, *port, None) {
                 Ok((_, eps)) if !eps.is_empty() => {
                     Ok(eps[rand::random_range(0..eps.len())].clone())
                 }

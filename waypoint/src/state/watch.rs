@@ -73,9 +73,9 @@ pub async fn watch_config(path: PathBuf, state: Arc<State>, stop: CancellationTo
 /// Loads the routes of `dir` into `state` (or records why not).
 pub fn reload_routes(dir: &Path, gateway: (&str, &str), state: &State) {
     match load_routes(dir, gateway) {
-        Ok((table, policies)) => {
-            let count = table.routes().len();
-            let version = state.replace_routes(table, policies);
+        Ok(loaded) => {
+            let count = loaded.table.routes().len();
+            let version = state.replace_routes(loaded);
             tracing::info!(dir = %dir.display(), routes = count, version, "routes updated");
         }
         Err(StateError::InvalidRoutes { errors, .. }) => {
