@@ -127,7 +127,7 @@ fn virtual_service_and_destination_rule_behave_as_istio_documents() {
     assert_eq!(codes.len(), 6, "{out:?}");
     let ok = codes.iter().filter(|c| **c == "200").count();
     let overflow = codes.iter().filter(|c| **c == "503").count();
-    assert!(ok >= 1 && ok <= 2 && ok + overflow == 6, "{codes:?}");
+    assert!((1..=2).contains(&ok) && ok + overflow == 6, "{codes:?}");
     let metrics = m.waypoint.metrics();
     assert!(
         metrics
