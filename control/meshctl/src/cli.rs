@@ -1,0 +1,195 @@
+//! The command line of `meshctl` (DESIGN.md 7, a contract) and the dispatch to the library.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::echo::{self, EchoOptions};
+use crate::local::{self, DownOptions, UpOptions};
+
+/// Where `meshctl local` keeps its state unless `--state` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/run/meshctl-local";
+
+/// `meshctl`: the mesh's command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "meshctl",
+    version,
+    about = "Command line of the mesh: local mode and the echo test application"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The test application: HTTP/1.1 + h2c + gRPC JSON echo, plus a TCP echo.
+    Echo(EchoArgs),
+    /// The whole mesh on this machine, without Kubernetes.
+    #[command(subcommand)]
+    Local(LocalCommand),
+}
+
+/// `meshctl echo` flags.
+#[derive(Debug, Args)]
+pub struct EchoArgs {
+    /// HTTP/1.1, h2c and gRPC port.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Port of the plain TCP echo (none unless given).
+    #[arg(long)]
+    pub tcp_port: Option<u16>,
+    /// Version reported in the answers.
+    #[arg(long, default_value = "")]
+    pub version: String,
+    /// HTTP status of every answer.
+    #[arg(long, default_value_t = 200)]
+    pub status: u16,
+    /// Wait before answering: `250ms`, `2s`, `1m` (a bare number is seconds).
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub delay: Duration,
+}
+
+/// `meshctl local` verbs.
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Creates the nodes, the fabric, control, and a ztunnel and node agent per node.
+    Up {
+        /// State directory (one per local cluster).
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state: PathBuf,
+        /// Number of nodes (`node-1` ... `node-N`).
+        #[arg(long, default_value_t = 2)]
+        nodes: u8,
+    },
+    /// Removes every namespace, link, rule and process `up` made, also after a crash.
+    Down {
+        /// State directory given to `up`.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state: PathBuf,
+    },
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `1m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (examples: 250ms, 2s, 1m)"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {s:?} (use ms, s or m)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Echo(args) => run_echo(args),
+        Command::Local(LocalCommand::Up { state, nodes }) => {
+            let report = local::up(&UpOptions { state, nodes })?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Local(LocalCommand::Down { state }) => {
+            let report = local::down(&DownOptions { state })?;
+            println!("{report}");
+            Ok(())
+        }
+    }
+}
+
+fn run_echo(args: EchoArgs) -> anyhow::Result<()> {
+    let opts = EchoOptions {
+        version: args.version,
+        status: args.status,
+        delay: args.delay,
+        ..EchoOptions::from_env()
+    };
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        if let Some(p) = args.tcp_port {
+            let tcp = tokio::spawn(echo::tcp::run(SocketAddr::new(any, p)));
+            tokio::select! {
+                r = echo::run(SocketAddr::new(any, args.port), opts) => r?,
+                r = tcp => r??,
+            }
+        } else {
+            echo::run(SocketAddr::new(any, args.port), opts).await?;
+        }
+        anyhow::Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_bare_seconds() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("2h").unwrap_err().contains("unit"));
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn the_contract_command_lines_parse() {
+        let cli = Cli::try_parse_from([
+            "meshctl",
+            "echo",
+            "--port",
+            "9000",
+            "--tcp-port",
+            "9001",
+            "--version",
+            "v2",
+            "--status",
+            "503",
+            "--delay",
+            "100ms",
+        ])
+        .unwrap();
+        let Command::Echo(e) = cli.command else {
+            panic!("not echo")
+        };
+        assert_eq!((e.port, e.tcp_port, e.status), (9000, Some(9001), 503));
+        assert_eq!(e.delay, Duration::from_millis(100));
+        let cli = Cli::try_parse_from([
+            "meshctl", "local", "up", "--state", "/tmp/x", "--nodes", "3",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Local(LocalCommand::Up { nodes: 3, .. })
+        ));
+        let cli = Cli::try_parse_from(["meshctl", "local", "down"]).unwrap();
+        let Command::Local(LocalCommand::Down { state }) = cli.command else {
+            panic!("not down")
+        };
+        assert_eq!(state, PathBuf::from(DEFAULT_STATE_DIR));
+    }
+}
