@@ -9,6 +9,7 @@
 //! [`build_routes`] validates a whole set (every invalid object is reported with its reason;
 //! callers keep their last good set when it fails).
 
+pub mod authn;
 pub mod authz;
 pub mod convert;
 pub mod cors;
@@ -96,6 +97,8 @@ pub enum L7Object {
     /// Istio `AuthorizationPolicy` (`security.istio.io`); enforced by the waypoint when it has
     /// `targetRefs` to the waypoint or a service (see [`authz`]).
     AuthorizationPolicy(Box<AuthorizationPolicyObject>),
+    /// Istio `RequestAuthentication` (`security.istio.io`): JWT rules.
+    RequestAuthentication(Box<authn::RequestAuthenticationObject>),
     /// Istio `VirtualService` (`networking.istio.io`).
     VirtualService(Box<istio::spec::VirtualServiceObject>),
     /// Istio `DestinationRule` (`networking.istio.io`).
@@ -147,6 +150,9 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<L7Object>, L
             ("security.istio.io", "AuthorizationPolicy") => L7Object::AuthorizationPolicy(
                 Box::new(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?),
             ),
+            ("security.istio.io", "RequestAuthentication") => L7Object::RequestAuthentication(
+                Box::new(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?),
+            ),
             ("networking.istio.io", "VirtualService") => L7Object::VirtualService(Box::new(
                 serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?,
             )),
@@ -187,6 +193,8 @@ pub struct L7Config {
     pub policies: Vec<crate::authz::Policy>,
     /// Validated DestinationRules.
     pub destination_rules: Vec<istio::DestinationRule>,
+    /// Validated RequestAuthentications.
+    pub authentications: Vec<authn::RequestAuthentication>,
 }
 
 /// Validates a whole set of objects into routes. Every invalid object and duplicate is reported
@@ -286,11 +294,29 @@ pub fn build(objects: &[L7Object]) -> Result<L7Config, Vec<L7Error>> {
             }),
         }
     }
+    let mut authentications = Vec::new();
+    for o in objects {
+        let L7Object::RequestAuthentication(a) = o else {
+            continue;
+        };
+        let ns = ns_of(&a.metadata);
+        unique("RequestAuthentication", &ns, &a.metadata.name, &mut errors);
+        match authn::request_authentication(a) {
+            Ok(ra) => authentications.push(ra),
+            Err(source) => errors.push(L7Error::Invalid {
+                kind: "RequestAuthentication".into(),
+                namespace: ns,
+                name: a.metadata.name.clone(),
+                source,
+            }),
+        }
+    }
     if errors.is_empty() {
         Ok(L7Config {
             routes,
             policies,
             destination_rules,
+            authentications,
         })
     } else {
         Err(errors)
