@@ -176,6 +176,19 @@ impl Index {
         self.resources.iter()
     }
 
+    /// The resources whose name starts with `prefix`, in name order.
+    pub fn resources_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a Entry)> + 'a {
+        self.resources
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(move |(n, _)| n.starts_with(prefix))
+    }
+
     /// Names of resources changed after `seq`, or `None` when the log no longer reaches back that far.
     pub fn changes_since(&self, seq: u64) -> Option<BTreeSet<String>> {
         if seq >= self.seq {

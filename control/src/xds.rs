@@ -5,4 +5,4 @@
 mod server;
 pub mod view;
 
-pub use server::ConfigService;
+pub use server::{ConfigService, delta};

@@ -4,9 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use mesh_control::index::{Change, Index};
 use mesh_control::objects::Object;
 use mesh_control::translate::Options;
+use mesh_control::xds::view::Subscriber;
 use serde_json::json;
 
 const PODS: usize = 10_000;
@@ -77,4 +80,49 @@ fn ten_thousand_pods_translate_quickly_and_one_change_is_incremental() {
         "full translation took {full:?}"
     );
     assert!(one < Duration::from_secs(1), "one change took {one:?}");
+}
+
+#[test]
+fn one_change_reaches_every_node_view_quickly() {
+    let mut index = Index::new(Options::default());
+    index.replace_all(objects());
+    // 100 ztunnel streams in sync.
+    let mut streams: Vec<(
+        Subscriber,
+        HashMap<String, String>,
+        HashMap<String, Option<String>>,
+        Option<u64>,
+    )> = (0..100)
+        .map(|n| {
+            (
+                Subscriber::Node(format!("node-{n}")),
+                HashMap::new(),
+                HashMap::new(),
+                None,
+            )
+        })
+        .collect();
+    for (sub, sent, undo, last) in &mut streams {
+        mesh_control::xds::delta(&index, sub, sent, undo, last, true).expect("first response");
+        // The session clears this after the ACK of the first response (its size is not part of a change).
+        undo.clear();
+    }
+    index.apply([Change::Upsert(pod(42, "v2"))]);
+    let start = Instant::now();
+    let mut sending = 0;
+    let mut slowest = Duration::ZERO;
+    for (sub, sent, undo, last) in &mut streams {
+        let one = Instant::now();
+        let resp = mesh_control::xds::delta(&index, sub, sent, undo, last, false);
+        slowest = slowest.max(one.elapsed());
+        if let Some(resp) = resp {
+            assert_eq!(resp.resources.len(), 1, "only the changed workload");
+            sending += 1;
+        }
+    }
+    let all = start.elapsed();
+    println!("one change -> deltas for 100 nodes: {all:?} (slowest stream {slowest:?})");
+    assert_eq!(sending, 100, "every ztunnel gets the changed workload");
+    // The target is 100 ms in a release build; debug builds on a shared machine get slack.
+    assert!(all < Duration::from_secs(2), "deltas took {all:?}");
 }

@@ -2,6 +2,13 @@
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
-    meshctl::cli::run(meshctl::cli::Cli::parse())
+fn main() -> std::process::ExitCode {
+    match meshctl::cli::run(meshctl::cli::Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The error chain only: operators need the message, not a backtrace.
+            eprintln!("meshctl: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

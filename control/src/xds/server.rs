@@ -198,8 +198,13 @@ pub fn delta(
 ) -> Option<pb::ConfigResponse> {
     let mut resources = Vec::new();
     let mut removed = Vec::new();
+    // The scoped set (policies, L7 objects) is recomputed only when a change can affect it.
+    let mut rescope = true;
     let changed: Vec<String> = match last_seq.and_then(|s| index.changes_since(s)) {
-        Some(changed) => changed.into_iter().filter(|n| view::is_global(n)).collect(),
+        Some(changed) => {
+            rescope = changed.iter().any(|n| view::affects_scope(index, sub, n));
+            changed.into_iter().filter(|n| view::is_global(n)).collect()
+        }
         None => {
             let mut all: Vec<String> = index
                 .resources()
@@ -236,19 +241,21 @@ pub fn delta(
             }
         }
     }
-    let wanted = view::scoped(index, sub);
-    for (name, e) in &wanted {
-        send(name, e, sent, undo);
-    }
-    let stale: Vec<String> = sent
-        .keys()
-        .filter(|n| !view::is_global(n) && !wanted.contains_key(n.as_str()))
-        .cloned()
-        .collect();
-    for n in stale {
-        let prev = sent.remove(&n);
-        undo.entry(n.clone()).or_insert(prev);
-        removed.push(n);
+    if rescope {
+        let wanted = view::scoped(index, sub);
+        for (name, e) in &wanted {
+            send(name, e, sent, undo);
+        }
+        let stale: Vec<String> = sent
+            .keys()
+            .filter(|n| !view::is_global(n) && !wanted.contains_key(n.as_str()))
+            .cloned()
+            .collect();
+        for n in stale {
+            let prev = sent.remove(&n);
+            undo.entry(n.clone()).or_insert(prev);
+            removed.push(n);
+        }
     }
     *last_seq = Some(index.seq());
     if resources.is_empty() && removed.is_empty() && !force {

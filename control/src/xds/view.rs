@@ -169,6 +169,23 @@ pub fn node_policies<'a>(index: &'a Index, node: &str) -> BTreeMap<&'a str, &'a 
     out
 }
 
+/// Whether a change of resource `name` can change `sub`'s scoped set: any policy or L7 object; for a ztunnel a
+/// workload that is gone or on its node (pods never change node); for a waypoint any service or workload
+/// (which services it serves depends on them).
+pub fn affects_scope(index: &Index, sub: &Subscriber, name: &str) -> bool {
+    if !is_global(name) {
+        return true;
+    }
+    match sub {
+        Subscriber::Waypoint(..) => true,
+        Subscriber::Node(node) => match index.resource(name).map(|e| &*e.resource) {
+            None => name.starts_with("workload/"),
+            Some(Resource::Workload(w)) => &w.node == node,
+            Some(_) => false,
+        },
+    }
+}
+
 /// Whether a workload or service resource goes to every ztunnel.
 pub fn is_global(name: &str) -> bool {
     name.starts_with("workload/") || name.starts_with("service/")

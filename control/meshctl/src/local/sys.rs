@@ -199,6 +199,11 @@ pub fn terminate(pids: &[u32], grace: Duration) {
     for &pid in pids.iter().filter(|&&p| alive(p)) {
         signal(Signal::SIGKILL, pid);
     }
+    // SIGKILL is not instant: wait until they are gone so that callers see a clean state.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Kills every process inside namespace `ns` and deletes it.

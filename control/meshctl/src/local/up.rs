@@ -271,6 +271,9 @@ impl Builder {
             arg(&self.path("control/ca/root-cert.pem")),
             "--handoff-socket".into(),
             arg(&self.path(&node_name(n)).join("ztunnel.sock")),
+            // Seconds open tunnels get on shutdown: short, so that `down` is quick.
+            "--drain".into(),
+            "1".into(),
         ];
         let spec = Spec {
             name: format!("ztunnel-{}", node_name(n)),
