@@ -24,6 +24,8 @@ pub const CACERTS_FILES: [&str; 4] = [
     "cert-chain.pem",
     "root-cert.pem",
 ];
+/// How long a certificate request waits for control's first complete view of the cluster.
+pub const SYNC_WAIT: Duration = Duration::from_secs(10);
 /// Files of a root control generated itself.
 pub const SELF_SIGNED_FILES: [&str; 2] = ["root-cert.pem", "root-key.pem"];
 
@@ -160,6 +162,12 @@ impl Certificates for CaService {
         req: Request<pb::SignRequest>,
     ) -> Result<Response<pb::SignResponse>, Status> {
         let caller = crate::auth::caller(&*self.auth, req.metadata()).await?;
+        // Which pods run where is only known once the source delivered a complete view.
+        tokio::time::timeout(SYNC_WAIT, self.store.wait_synced())
+            .await
+            .map_err(|_| {
+                Status::unavailable("control has not read the cluster state yet; retry shortly")
+            })?;
         let req = req.into_inner();
         let id: SpiffeId = req
             .identity

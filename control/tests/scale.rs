@@ -82,17 +82,20 @@ fn ten_thousand_pods_translate_quickly_and_one_change_is_incremental() {
     assert!(one < Duration::from_secs(1), "one change took {one:?}");
 }
 
+/// A stream's state: subscriber, sent versions, undo of the last response, last index sequence seen.
+type Stream = (
+    Subscriber,
+    HashMap<String, String>,
+    HashMap<String, Option<String>>,
+    Option<u64>,
+);
+
 #[test]
 fn one_change_reaches_every_node_view_quickly() {
     let mut index = Index::new(Options::default());
     index.replace_all(objects());
     // 100 ztunnel streams in sync.
-    let mut streams: Vec<(
-        Subscriber,
-        HashMap<String, String>,
-        HashMap<String, Option<String>>,
-        Option<u64>,
-    )> = (0..100)
+    let mut streams: Vec<Stream> = (0..100)
         .map(|n| {
             (
                 Subscriber::Node(format!("node-{n}")),

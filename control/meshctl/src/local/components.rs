@@ -37,7 +37,8 @@ pub struct Started {
 }
 
 /// Starts `spec` in its namespace in its own process group (it outlives `meshctl`), stdin from
-/// /dev/null, stdout and stderr appended to `<log_dir>/<name>.log`.
+/// /dev/null, stdout and stderr to `<log_dir>/<name>.log` (emptied first: readiness checks read
+/// it, and a previous cluster's lines must not count).
 pub fn spawn(spec: Spec<'_>, log_dir: &Path) -> Result<Started, LocalError> {
     let log = log_dir.join(format!("{}.log", spec.name));
     let io = |source| LocalError::Io {
@@ -46,7 +47,8 @@ pub fn spawn(spec: Spec<'_>, log_dir: &Path) -> Result<Started, LocalError> {
     };
     let out = std::fs::OpenOptions::new()
         .create(true)
-        .append(true)
+        .write(true)
+        .truncate(true)
         .open(&log)
         .map_err(io)?;
     let err = out.try_clone().map_err(io)?;

@@ -18,6 +18,8 @@ pub const CONTROL_PORT: u16 = 15012;
 pub const READY_PORT: u16 = 15021;
 /// The line control logs once it serves.
 const CONTROL_SERVING: &str = "mesh-control serving";
+/// The mesh root control generates at its first start (ztunnels verify control with it).
+const ROOT_CERT: &str = "control/ca/root-cert.pem";
 /// The local-mode cluster-state file the node agents watch (pods and namespaces).
 pub const CLUSTER_FILE: &str = "cluster.yaml";
 
@@ -201,8 +203,9 @@ impl Builder {
         };
         let mut started = self.start(spec)?;
         let log = started.record.log.clone();
+        let root = self.path(ROOT_CERT);
         let r = components::wait_ready(&mut started, "serving its gRPC port", || {
-            file_contains(&log, CONTROL_SERVING)
+            file_contains(&log, CONTROL_SERVING) && root.is_file()
         });
         self.keep(started);
         r
@@ -268,7 +271,7 @@ impl Builder {
             "--token-file".into(),
             arg(&token),
             "--control-ca".into(),
-            arg(&self.path("control/ca/root-cert.pem")),
+            arg(&self.path(ROOT_CERT)),
             "--handoff-socket".into(),
             arg(&self.path(&node_name(n)).join("ztunnel.sock")),
             // Seconds open tunnels get on shutdown: short, so that `down` is quick.
