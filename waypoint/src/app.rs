@@ -73,6 +73,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         gateway: gateway.clone(),
         balancer: Default::default(),
+        authn: Default::default(),
     });
     let serve = hbone::ServeOptions {
         drain_period: config.drain,

@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod app;
+pub mod authn;
 pub mod config;
 pub mod metrics;
 pub mod proxy;

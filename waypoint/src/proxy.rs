@@ -49,6 +49,8 @@ pub struct Proxy {
     pub gateway: (String, String),
     /// Endpoint choice, connection-pool limits, outlier detection.
     pub balancer: balance::Balancer,
+    /// JWT verification and JWKS cache.
+    pub authn: crate::authn::Authenticator,
 }
 
 /// What one tunnel carries: who sent it and where to.
@@ -146,7 +148,14 @@ impl Proxy {
         let routes = self.state.routes();
         let host_full = authority(parts).unwrap_or_default();
         let host = strip_port(&host_full).to_owned();
-        if let Err(reason) = self.authorize(down, parts, &host, &mesh, &routes) {
+        let jwt = match self.authenticate(down, parts, &mesh, &routes).await {
+            Ok(a) => a,
+            Err(reason) => {
+                out.error = Some(reason);
+                return local(401, Reason::Unauthenticated, out);
+            }
+        };
+        if let Err(reason) = self.authorize(down, parts, &host, &mesh, &routes, jwt.as_ref()) {
             out.error = Some(reason);
             return local(403, Reason::Denied, out);
         }

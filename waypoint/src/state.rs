@@ -71,6 +71,8 @@ pub struct Routes {
     pub policies: Vec<mesh_api::authz::Policy>,
     /// DestinationRules by service (namespace, name).
     pub destination_rules: HashMap<(String, String), l7::istio::DestinationRule>,
+    /// RequestAuthentications (JWT rules).
+    pub authentications: Vec<l7::authn::RequestAuthentication>,
     /// Version of the route set (1 = first load, 0 = none loaded).
     pub version: u64,
 }
@@ -124,6 +126,7 @@ impl State {
             table: loaded.table,
             policies: loaded.policies,
             destination_rules,
+            authentications: loaded.authentications,
             version,
         }));
         self.routes_rejected.store(Arc::new(None));
@@ -157,6 +160,7 @@ impl State {
                 "routes": &routes.table,
                 "authorizationPolicies": &routes.policies,
                 "destinationRules": routes.destination_rules.values().collect::<Vec<_>>(),
+                "requestAuthentications": &routes.authentications,
                 "rejected": &**self.routes_rejected.load(),
             },
         })
@@ -178,6 +182,8 @@ pub struct Loaded {
     pub policies: Vec<mesh_api::authz::Policy>,
     /// DestinationRules.
     pub destination_rules: Vec<l7::istio::DestinationRule>,
+    /// RequestAuthentications.
+    pub authentications: Vec<l7::authn::RequestAuthentication>,
 }
 
 /// Reads every route file of `dir` and validates the whole set (all or nothing): routes,
@@ -203,6 +209,7 @@ pub fn load_routes(dir: &Path, gateway: (&str, &str)) -> Result<Loaded, StateErr
             table: RouteTable::new(c.routes, Some(gateway)),
             policies: c.policies,
             destination_rules: c.destination_rules,
+            authentications: c.authentications,
         }),
         Ok(_) => Err(StateError::InvalidRoutes {
             dir: dir.into(),

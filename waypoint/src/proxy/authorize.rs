@@ -9,6 +9,7 @@ use mesh_api::l7::authz::{self, HttpAttrs};
 
 use super::request::View;
 use super::{Downstream, Proxy};
+use crate::authn::Authenticated;
 use crate::resolve::Target;
 use crate::state::{Mesh, Routes};
 
@@ -22,6 +23,7 @@ impl Proxy {
         host: &str,
         mesh: &Mesh,
         routes: &Routes,
+        jwt: Option<&Authenticated>,
     ) -> Result<(), String> {
         let service = match &down.target {
             Target::Service {
@@ -52,12 +54,41 @@ impl Proxy {
             dst_ip: down.authority.ip(),
             dst_port: down.authority.port(),
             host,
-            request_principal: None,
-            claims: None,
+            request_principal: jwt.map(|j| j.principal.as_str()),
+            claims: jwt.map(|j| &j.claims),
         };
         match authz::evaluate(&policies, &attrs, &View { parts }) {
             Decision::Allow => Ok(()),
             Decision::Deny(reason) => Err(reason.to_string()),
         }
+    }
+
+    /// JWT authentication by the RequestAuthentications that apply: `Err(reason)` for a token no
+    /// rule accepts (401), `Ok(None)` without a token.
+    pub(super) async fn authenticate(
+        &self,
+        down: &Downstream,
+        parts: &mut Parts,
+        mesh: &Mesh,
+        routes: &Routes,
+    ) -> Result<Option<Authenticated>, String> {
+        let service = match &down.target {
+            Target::Service {
+                namespace, name, ..
+            } => Some((namespace.as_str(), name.as_str())),
+            Target::Workload { .. } => None,
+        };
+        let gateway = (self.gateway.0.as_str(), self.gateway.1.as_str());
+        let root = mesh.snapshot.root_namespace();
+        let rules: Vec<_> = routes
+            .authentications
+            .iter()
+            .filter(|a| a.applies(root, gateway, service))
+            .flat_map(|a| a.rules.iter())
+            .collect();
+        if rules.is_empty() {
+            return Ok(None);
+        }
+        self.authn.authenticate(&rules, parts).await
     }
 }

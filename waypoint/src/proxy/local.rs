@@ -38,6 +38,8 @@ pub enum Reason {
     Denied,
     /// A DestinationRule connection-pool limit was reached (503, `UO`).
     Overflow,
+    /// A JWT was present but invalid (401).
+    Unauthenticated,
 }
 
 impl Reason {
@@ -55,6 +57,7 @@ impl Reason {
             Self::BadRequest => "DPE",
             Self::Denied => "RBAC",
             Self::Overflow => "UO",
+            Self::Unauthenticated => "-",
             Self::BadFilter | Self::Redirect | Self::Preflight => "-",
         }
     }
@@ -72,6 +75,7 @@ impl Reason {
             Self::BadFilter => "route filter cannot be applied",
             Self::BadRequest => "bad request",
             Self::Denied => "RBAC: access denied",
+            Self::Unauthenticated => "Jwt verification fails",
             Self::Overflow => {
                 "upstream connect error or disconnect/reset before headers. reset reason: overflow"
             }
