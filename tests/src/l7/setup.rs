@@ -5,7 +5,7 @@ use crate::Pod;
 use crate::mesh::{Mesh, MeshBuilder, PodSpec};
 
 use super::{HttpResult, L7Error, Waypoint, curl, start_echo};
-use crate::Process;
+use crate::{Process, bin_path};
 
 /// The namespace of every pod of an [`L7Mesh`].
 pub const NS: &str = "default";
@@ -31,6 +31,8 @@ pub struct EchoSpec {
     pub labels: Vec<(String, String)>,
     /// Extra `mesh-echo` arguments (`--status 503`, `--delay-ms 2000`).
     pub args: Vec<String>,
+    /// Also run a TCP echo with a banner (`mesh-testapp serve --banner`) on this port.
+    pub tcp_port: Option<u16>,
 }
 
 impl EchoSpec {
@@ -43,7 +45,14 @@ impl EchoSpec {
                 ("version".into(), version.into()),
             ],
             args: vec!["--version".into(), version.into()],
+            tcp_port: None,
         }
+    }
+
+    /// Also runs a TCP echo that greets with `hello from <pod>` on `port`.
+    pub fn tcp_port(mut self, port: u16) -> Self {
+        self.tcp_port = Some(port);
+        self
     }
 
     /// Adds `mesh-echo` arguments.
@@ -91,6 +100,25 @@ impl L7Mesh {
         for (e, i) in echoes.iter().zip(idx) {
             let args: Vec<&str> = e.args.iter().map(String::as_str).collect();
             procs.push(start_echo(mesh.pod(i), NS, 8080, &args)?);
+            if let Some(port) = e.tcp_port {
+                let pod = mesh.pod(i);
+                let p = port.to_string();
+                let mut tcp = pod
+                    .spawn(
+                        bin_path("mesh-testapp"),
+                        &["serve", "--port", &p, "--banner"],
+                    )
+                    .map_err(|e| L7Error::Start {
+                        what: "mesh-testapp".into(),
+                        detail: e.to_string(),
+                    })?;
+                tcp.wait_for_output(crate::testapp::cli::READY_LINE, super::START_TIMEOUT)
+                    .map_err(|e| L7Error::Start {
+                        what: "mesh-testapp".into(),
+                        detail: e.to_string(),
+                    })?;
+                procs.push(tcp);
+            }
         }
         Ok(Self {
             echoes: procs,
