@@ -162,6 +162,15 @@ fn up_builds_two_ready_nodes_refuses_a_second_up_and_down_leaves_nothing() {
     );
     let procs = pids(&state);
     assert_eq!(procs.len(), 5, "control + 2 agents + 2 ztunnels: {procs:?}");
+    let get = c.meshctl(&["local", "get", "nodes", "-o", "json"]);
+    assert!(get.status.success(), "{}", text(&get.stderr));
+    let nodes: serde_json::Value = serde_json::from_slice(&get.stdout).unwrap();
+    let items = nodes["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1]["metadata"]["name"], "node-2");
+    assert_eq!(items[1]["status"]["conditions"][0]["status"], "True");
+    let logs = c.meshctl(&["local", "logs", "control"]);
+    assert!(text(&logs.stdout).contains("mesh-control serving"));
     assert!(procs.iter().all(|(_, p)| alive(*p)), "{procs:?}");
 
     let again = c.meshctl(&["local", "up", "--nodes", "2"]);

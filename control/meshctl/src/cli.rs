@@ -67,12 +67,45 @@ pub enum LocalCommand {
         #[arg(long, default_value_t = 2)]
         nodes: u8,
     },
+    /// Lists objects of the local cluster.
+    Get {
+        /// What to list.
+        what: GetKind,
+        /// Output format: a table (default) or `json` (Kubernetes-shaped objects).
+        #[arg(short = 'o', long = "output")]
+        output: Option<OutputFormat>,
+        /// State directory given to `up`.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state: PathBuf,
+    },
+    /// Prints the log of a component (`control`, `ztunnel-node-1`, `agent-node-2`).
+    Logs {
+        /// The component.
+        component: String,
+        /// State directory given to `up`.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state: PathBuf,
+    },
     /// Removes every namespace, link, rule and process `up` made, also after a crash.
     Down {
         /// State directory given to `up`.
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state: PathBuf,
     },
+}
+
+/// Kinds `meshctl local get` lists.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GetKind {
+    /// The nodes.
+    Nodes,
+}
+
+/// Output formats of `meshctl local get`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Kubernetes-shaped JSON.
+    Json,
 }
 
 /// Parses `250ms`, `2s`, `1.5s`, `1m` or a bare number of seconds.
@@ -105,6 +138,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Local(LocalCommand::Up { state, nodes }) => {
             let report = local::up(&UpOptions { state, nodes })?;
             println!("{report}");
+            Ok(())
+        }
+        Command::Local(LocalCommand::Get {
+            what: GetKind::Nodes,
+            output,
+            state,
+        }) => {
+            print!("{}", local::inspect::get_nodes(&state, output.is_some())?);
+            Ok(())
+        }
+        Command::Local(LocalCommand::Logs { component, state }) => {
+            print!("{}", local::inspect::logs(&state, &component)?);
             Ok(())
         }
         Command::Local(LocalCommand::Down { state }) => {

@@ -6,6 +6,7 @@
 
 pub mod components;
 mod down;
+pub mod inspect;
 pub mod network;
 pub mod state;
 pub mod sys;
@@ -25,6 +26,9 @@ pub enum LocalError {
     /// A dependency or permission is missing, or a command failed.
     #[error(transparent)]
     Sys(#[from] sys::SysError),
+    /// A read-only verb failed.
+    #[error(transparent)]
+    Inspect(#[from] inspect::InspectError),
     /// The state file could not be used.
     #[error(transparent)]
     State(#[from] state::StateError),

@@ -61,6 +61,8 @@ pub fn spawn(spec: Spec<'_>, log_dir: &Path) -> Result<Started, LocalError> {
             "RUST_LOG",
             std::env::var("MESHCTL_LOG").unwrap_or_else(|_| "info".into()),
         )
+        // Plain log files: no ANSI colours.
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
