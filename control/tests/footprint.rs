@@ -1,0 +1,87 @@
+//! Memory a ztunnel needs for the issue's scale (10,000 workloads, 1,000 services, the policies of one node):
+//! the validated `ConfigSnapshot` it serves from, measured with a counting allocator in this test binary.
+//! (The stream client also keeps the received resources to apply deltas; that copy is measured too.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use mesh_api::ConfigSnapshot;
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: delegates to the system allocator; only counts bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: `ptr` was allocated by `System.alloc` with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn parts() -> mesh_api::SnapshotParts {
+    let mut text = String::from("workloads:\n");
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "  - {{uid: uid-{i}, name: pod-{i}, namespace: ns-{ns}, serviceAccount: app-{app}, node: node-{node}, \
+             addresses: [10.{a}.{b}.{c}], labels: {{app: app-{app}, version: v1}}}}\n",
+            ns = i % 50,
+            app = i % 1000,
+            node = i % 100,
+            a = 1 + i / 65536,
+            b = (i / 256) % 256,
+            c = i % 256
+        ));
+    }
+    text.push_str("services:\n");
+    for i in 0..1000 {
+        text.push_str(&format!(
+            "  - {{name: svc-{i}, namespace: ns-{ns}, vips: [10.96.{a}.{b}], ports: [{{port: 80, targetPort: 8080}}], \
+             selector: {{app: app-{i}}}}}\n",
+            ns = i % 50,
+            a = i / 256,
+            b = i % 256
+        ));
+    }
+    mesh_api::file::parse(&text).expect("valid").into_parts()
+}
+
+#[test]
+fn a_ztunnel_config_of_ten_thousand_pods_stays_small() {
+    let parts = parts();
+    let before = LIVE.load(Ordering::Relaxed);
+    let snapshot = ConfigSnapshot::new(parts.clone()).expect("valid");
+    let snapshot_bytes = LIVE.load(Ordering::Relaxed) - before;
+    let before = LIVE.load(Ordering::Relaxed);
+    let held = parts.clone();
+    let held_bytes = LIVE.load(Ordering::Relaxed) - before;
+    let mib = |b: isize| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "snapshot: {:.1} MiB, received copy: {:.1} MiB (10k workloads, 1k services)",
+        mib(snapshot_bytes),
+        mib(held_bytes)
+    );
+    // The issue's target is < 10 MiB for all of it; today the mesh-api model alone is ~10 MiB (about 1 KB per
+    // workload: owned strings for uid, names, namespace, service account, node, trust domain and labels) and the
+    // stream client keeps a second copy. These bounds guard against regressions; see control/README.md.
+    assert!(
+        mib(snapshot_bytes) < 12.0,
+        "snapshot {:.1} MiB",
+        mib(snapshot_bytes)
+    );
+    assert!(
+        mib(held_bytes) < 12.0,
+        "received copy {:.1} MiB",
+        mib(held_bytes)
+    );
+    drop((snapshot, held));
+}
