@@ -237,3 +237,19 @@ fn up_without_root_says_root_is_needed_and_creates_nothing() {
     );
     assert!(!state.join("state.json").exists());
 }
+
+#[test]
+fn up_with_a_missing_mesh_binary_names_the_build_command_and_creates_nothing() {
+    let c = Cluster::new();
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(bin_path("meshctl"))
+        .env("MESHCTL_BIN_DIR", empty.path())
+        .args(["local", "up", "--nodes", "1", "--state"])
+        .arg(c.state())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("cargo build --bin mesh-control"), "{err}");
+    assert!(!c.state().join("state.json").exists());
+}
