@@ -4,6 +4,7 @@
 //! everything in the state file ([`state`]) before creating it; `down` removes it all, from the
 //! state file and by sweeping the cluster's namespace name prefix.
 
+pub mod cni;
 pub mod components;
 mod down;
 pub mod inspect;

@@ -106,7 +106,8 @@ fn remove_runtime_files(
     state: Option<&ClusterState>,
 ) -> Result<(), LocalError> {
     let nodes = state.map_or(0, |s| s.nodes);
-    let mut paths: Vec<PathBuf> = vec![dir.join("control"), dir.join(CLUSTER_FILE)];
+    let mut paths: Vec<PathBuf> =
+        vec![dir.join("control"), dir.join("cni"), dir.join(CLUSTER_FILE)];
     paths.extend((1..=nodes).map(|n| dir.join(format!("node-{n}"))));
     for p in paths {
         let r = if p.is_dir() {

@@ -163,6 +163,7 @@ impl Builder {
         std::fs::write(&key_path, key).map_err(io(format!("write {}", key_path.display())))?;
         std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
             .map_err(io(format!("chmod {}", key_path.display())))?;
+        super::cni::prepare(&self.dir, self.state.nodes, &self.bin_dir.join("mesh-cni"))?;
         let cluster = self.path(CLUSTER_FILE);
         LocalState::default()
             .write(&cluster)
