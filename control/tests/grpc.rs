@@ -312,26 +312,46 @@ async fn stream_refuses_bad_tokens_and_other_nodes() {
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
 }
 
+/// Keeps every config it accepted; rejects while `reject` is set.
+#[derive(Default)]
+struct TestSink {
+    got: Arc<Mutex<Vec<SnapshotParts>>>,
+    reject: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl mesh_xds::client::ConfigSink for TestSink {
+    fn current(&self) -> mesh_xds::client::Received {
+        let parts = self
+            .got
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        mesh_xds::client::Received {
+            parts,
+            l7_objects: Default::default(),
+        }
+    }
+
+    fn apply(&self, config: mesh_xds::client::Received) -> Result<(), String> {
+        if self.reject.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("rejected by the test".into());
+        }
+        mesh_api::ConfigSnapshot::new(config.parts.clone()).map_err(|e| e.to_string())?;
+        self.got.lock().expect("lock").push(config.parts);
+        Ok(())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_client_applies_acks_and_nacks() {
     let c = Control::start().await;
     let token = c.token_file("istio-system", "ztunnel", Some("node-2"));
     let channel = mesh_xds::channel::channel(&c.target()).expect("channel");
     let client = mesh_xds::client::ConfigClient::new(channel, token, "node-2".into(), "ztunnel");
-    let got: Arc<Mutex<Vec<SnapshotParts>>> = Arc::default();
-    let reject = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sink: mesh_xds::client::Sink = {
-        let (got, reject) = (got.clone(), reject.clone());
-        Arc::new(move |received: mesh_xds::client::Received| {
-            let parts = received.parts;
-            if reject.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err("rejected by the test".into());
-            }
-            mesh_api::ConfigSnapshot::new(parts.clone()).map_err(|e| e.to_string())?;
-            got.lock().expect("lock").push(parts);
-            Ok(())
-        })
-    };
+    let sink = Arc::new(TestSink::default());
+    let (got, reject) = (sink.got.clone(), sink.reject.clone());
     let stop = CancellationToken::new();
     tokio::spawn(client.run(sink, stop.clone()));
     let wait_for = |n: usize| {

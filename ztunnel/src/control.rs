@@ -64,7 +64,10 @@ pub async fn start(
         config.node.clone(),
         mesh_xds::KIND_ZTUNNEL,
     );
-    tokio::spawn(client.run(state::control_sink(state.clone(), first_tx), stop.clone()));
+    tokio::spawn(client.run(
+        Arc::new(state::ControlSink::new(state.clone(), first_tx)),
+        stop.clone(),
+    ));
     tracing::info!(%addr, "waiting for the first config from control");
     tokio::select! {
         _ = stop.cancelled() => anyhow::bail!("stopped before control sent a config"),

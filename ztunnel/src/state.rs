@@ -85,19 +85,36 @@ pub async fn watch_file(path: PathBuf, state: Arc<State>, stop: CancellationToke
     }
 }
 
-/// A config-stream sink that validates each complete config received from control and swaps it in; a config
-/// that is not a valid snapshot is rejected (NACK) and the previous one stays in force.
-pub fn control_sink(
+/// The config-stream sink of ztunnel: each complete config received from control is validated and swapped in;
+/// one that is not a valid snapshot is rejected (NACK) and the previous one stays in force. `first` turns true
+/// at the first config applied.
+pub struct ControlSink {
     state: Arc<State>,
     first: tokio::sync::watch::Sender<bool>,
-) -> mesh_xds::client::Sink {
-    Arc::new(move |received: mesh_xds::client::Received| {
-        let snapshot = ConfigSnapshot::new(received.parts).map_err(|e| e.to_string())?;
-        let version = state.replace(snapshot);
+}
+
+impl ControlSink {
+    /// A sink updating `state`.
+    pub fn new(state: Arc<State>, first: tokio::sync::watch::Sender<bool>) -> Self {
+        Self { state, first }
+    }
+}
+
+impl mesh_xds::client::ConfigSink for ControlSink {
+    fn current(&self) -> mesh_xds::client::Received {
+        mesh_xds::client::Received {
+            parts: self.state.snapshot().parts().clone(),
+            l7_objects: Default::default(),
+        }
+    }
+
+    fn apply(&self, config: mesh_xds::client::Received) -> Result<(), String> {
+        let snapshot = ConfigSnapshot::new(config.parts).map_err(|e| e.to_string())?;
+        let version = self.state.replace(snapshot);
         tracing::info!(version, "config from control applied");
-        first.send_replace(true);
+        self.first.send_replace(true);
         Ok(())
-    })
+    }
 }
 
 fn modified(path: &Path) -> Option<(SystemTime, u64)> {

@@ -21,17 +21,27 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest delay between reconnection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// A complete config as received.
+/// A complete config.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Received {
     /// Workloads, services, policies.
     pub parts: SnapshotParts,
-    /// Waypoint (L7) objects as Kubernetes JSON, in name order (empty for ztunnels).
-    pub l7_objects: Vec<String>,
+    /// Waypoint (L7) objects as Kubernetes JSON by resource name (empty for ztunnels).
+    pub l7_objects: BTreeMap<String, String>,
 }
 
-/// Receives complete configs; `Err` rejects one (with the reason sent back as NACK).
-pub type Sink = Arc<dyn Fn(Received) -> Result<(), String> + Send + Sync>;
+/// Where configs go. The client keeps only the versions of what it received: each response is applied to the
+/// sink's current config (so the proxy holds one copy of its config, not two).
+pub trait ConfigSink: Send + Sync + 'static {
+    /// The config in force (what the next response applies to).
+    fn current(&self) -> Received;
+    /// Puts a complete config in force; `Err` rejects it (the reason is sent back as NACK) and the current one
+    /// stays.
+    fn apply(&self, config: Received) -> Result<(), String>;
+}
+
+/// A shared sink.
+pub type Sink = Arc<dyn ConfigSink>;
 
 /// Errors of one stream attempt.
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +63,8 @@ pub struct ConfigClient {
     token_file: PathBuf,
     node: String,
     kind: String,
-    held: BTreeMap<String, (String, Value)>,
-    root_namespace: String,
+    /// Versions of the resources in force, by name.
+    held: BTreeMap<String, String>,
 }
 
 impl ConfigClient {
@@ -67,7 +77,6 @@ impl ConfigClient {
             node,
             kind: kind.to_string(),
             held: BTreeMap::new(),
-            root_namespace: String::new(),
         }
     }
 
@@ -104,7 +113,7 @@ impl ConfigClient {
             initial_versions: self
                 .held
                 .iter()
-                .map(|(n, (v, _))| (n.clone(), v.clone()))
+                .map(|(n, v)| (n.clone(), v.clone()))
                 .collect::<HashMap<_, _>>(),
             ..Default::default()
         };
@@ -143,37 +152,55 @@ impl ConfigClient {
     }
 
     fn apply(&mut self, resp: &pb::ConfigResponse, sink: &Sink) -> Result<(), String> {
-        let mut next = self.held.clone();
+        let decoded: Vec<(&str, Value)> = resp
+            .resources
+            .iter()
+            .map(|r| convert::decode(r).map(|v| (r.name.as_str(), v)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let base = sink.current();
+        let mut values: BTreeMap<String, Value> = convert::values_of(&base.parts).collect();
+        let mut l7_objects = base.l7_objects;
         for name in &resp.removed {
-            next.remove(name);
+            values.remove(name);
+            l7_objects.remove(name);
         }
-        for r in &resp.resources {
-            let value = convert::decode(r).map_err(|e| e.to_string())?;
-            next.insert(r.name.clone(), (r.version.clone(), value));
+        for (name, value) in decoded {
+            match value {
+                Value::L7Object(j) => {
+                    l7_objects.insert(name.to_string(), j);
+                }
+                other => {
+                    values.insert(name.to_string(), other);
+                }
+            }
         }
         let mut parts = SnapshotParts {
             root_namespace: resp.root_namespace.clone(),
             ..Default::default()
         };
-        let mut l7_objects = Vec::new();
-        for (_, v) in next.values() {
+        for v in values.into_values() {
             match v {
-                Value::Workload(w) => parts.workloads.push(w.clone()),
-                Value::Service(s) => parts.services.push(s.clone()),
-                Value::AuthorizationPolicy(p) => parts.authorization_policies.push(p.clone()),
-                Value::PeerAuthentication(p) => parts.peer_authentications.push(p.clone()),
-                Value::L7Object(j) => l7_objects.push(j.clone()),
+                Value::Workload(w) => parts.workloads.push(w),
+                Value::Service(s) => parts.services.push(s),
+                Value::AuthorizationPolicy(p) => parts.authorization_policies.push(p),
+                Value::PeerAuthentication(p) => parts.peer_authentications.push(p),
+                Value::L7Object(_) => {}
             }
         }
-        sink(Received { parts, l7_objects })?;
+        sink.apply(Received { parts, l7_objects })?;
         tracing::info!(
             version = %resp.system_version,
             changed = resp.resources.len(),
             removed = resp.removed.len(),
             "config applied (ACK)"
         );
-        self.held = next;
-        self.root_namespace = resp.root_namespace.clone();
+        for name in &resp.removed {
+            self.held.remove(name);
+        }
+        for r in &resp.resources {
+            self.held.insert(r.name.clone(), r.version.clone());
+        }
         Ok(())
     }
 }

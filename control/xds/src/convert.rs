@@ -52,6 +52,34 @@ pub enum Value {
     L7Object(String),
 }
 
+/// The resources of `parts` with their stream names (`workload/<uid>`, `service/<ns>/<name>`,
+/// `authz/<ns>/<name>`, `peerauth/<ns>/<name>`), as control names them.
+pub fn values_of(parts: &mesh_api::SnapshotParts) -> impl Iterator<Item = (String, Value)> + '_ {
+    let workloads = parts
+        .workloads
+        .iter()
+        .map(|w| (format!("workload/{}", w.uid), Value::Workload(w.clone())));
+    let services = parts.services.iter().map(|s| {
+        (
+            format!("service/{}/{}", s.namespace, s.name),
+            Value::Service(s.clone()),
+        )
+    });
+    let authz = parts.authorization_policies.iter().map(|p| {
+        (
+            format!("authz/{}/{}", p.namespace, p.name),
+            Value::AuthorizationPolicy(p.clone()),
+        )
+    });
+    let peer = parts.peer_authentications.iter().map(|p| {
+        (
+            format!("peerauth/{}/{}", p.namespace, p.name),
+            Value::PeerAuthentication(p.clone()),
+        )
+    });
+    workloads.chain(services).chain(authz).chain(peer)
+}
+
 /// Encodes a resource for the wire.
 pub fn encode(name: &str, version: &str, value: &Value) -> pb::Resource {
     use pb::resource::Kind;
