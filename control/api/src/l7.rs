@@ -126,47 +126,59 @@ struct TypeMeta {
 pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<L7Object>, L7Error> {
     let mut out = Vec::new();
     for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let yaml_err = |e: &dyn std::fmt::Display| L7Error::Yaml {
+        let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| L7Error::Yaml {
             source_name: source_name.to_owned(),
             index,
             message: e.to_string(),
-        };
-        let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| yaml_err(&e))?;
+        })?;
         if value.is_null() {
             continue;
         }
-        let tm: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(|e| yaml_err(&e))?;
-        let group = tm.api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        let obj = match (group, tm.kind.as_str()) {
-            (GATEWAY_GROUP, "HTTPRoute") => {
-                L7Object::HttpRoute(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?)
-            }
-            (GATEWAY_GROUP, "GRPCRoute") => {
-                L7Object::GrpcRoute(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?)
-            }
-            (FAULT_GROUP, FAULT_KIND) => {
-                L7Object::Fault(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?)
-            }
-            ("security.istio.io", "AuthorizationPolicy") => L7Object::AuthorizationPolicy(
-                Box::new(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?),
-            ),
-            ("security.istio.io", "RequestAuthentication") => L7Object::RequestAuthentication(
-                Box::new(serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?),
-            ),
-            ("networking.istio.io", "VirtualService") => L7Object::VirtualService(Box::new(
-                serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?,
-            )),
-            ("networking.istio.io", "DestinationRule") => L7Object::DestinationRule(Box::new(
-                serde_yaml_ng::from_value(value).map_err(|e| yaml_err(&e))?,
-            )),
-            _ => L7Object::Other {
-                api_version: tm.api_version,
-                kind: tm.kind,
-            },
-        };
-        out.push(obj);
+        out.push(object_from_yaml(value).map_err(|message| L7Error::Yaml {
+            source_name: source_name.to_owned(),
+            index,
+            message,
+        })?);
     }
     Ok(out)
+}
+
+/// Reads one object given as JSON (how control keeps the specs of the kinds it watches).
+pub fn object_from_json(value: serde_json::Value) -> Result<L7Object, String> {
+    object_from_yaml(serde_yaml_ng::to_value(value).map_err(|e| e.to_string())?)
+}
+
+fn object_from_yaml(value: serde_yaml_ng::Value) -> Result<L7Object, String> {
+    let err = |e: serde_yaml_ng::Error| e.to_string();
+    let tm: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(err)?;
+    let group = tm.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    Ok(match (group, tm.kind.as_str()) {
+        (GATEWAY_GROUP, "HTTPRoute") => {
+            L7Object::HttpRoute(serde_yaml_ng::from_value(value).map_err(err)?)
+        }
+        (GATEWAY_GROUP, "GRPCRoute") => {
+            L7Object::GrpcRoute(serde_yaml_ng::from_value(value).map_err(err)?)
+        }
+        (FAULT_GROUP, FAULT_KIND) => {
+            L7Object::Fault(serde_yaml_ng::from_value(value).map_err(err)?)
+        }
+        ("security.istio.io", "AuthorizationPolicy") => {
+            L7Object::AuthorizationPolicy(Box::new(serde_yaml_ng::from_value(value).map_err(err)?))
+        }
+        ("security.istio.io", "RequestAuthentication") => L7Object::RequestAuthentication(
+            Box::new(serde_yaml_ng::from_value(value).map_err(err)?),
+        ),
+        ("networking.istio.io", "VirtualService") => {
+            L7Object::VirtualService(Box::new(serde_yaml_ng::from_value(value).map_err(err)?))
+        }
+        ("networking.istio.io", "DestinationRule") => {
+            L7Object::DestinationRule(Box::new(serde_yaml_ng::from_value(value).map_err(err)?))
+        }
+        _ => L7Object::Other {
+            api_version: tm.api_version,
+            kind: tm.kind,
+        },
+    })
 }
 
 fn ns_of(m: &spec::ObjectMetaSpec) -> String {

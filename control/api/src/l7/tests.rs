@@ -272,3 +272,19 @@ fn parents_of_other_kinds_are_ignored_and_bad_ports_rejected() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn objects_given_as_json_parse_like_yaml() {
+    let v = serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "r", "namespace": "ns"},
+        "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "echo"}], "rules": [{}]}
+    });
+    let obj = object_from_json(v).unwrap();
+    let routes = build_routes(&[obj]).unwrap();
+    assert_eq!(routes[0].name, "r");
+    let other = object_from_json(serde_json::json!({"apiVersion": "v1", "kind": "Pod"})).unwrap();
+    assert!(matches!(other, L7Object::Other { .. }));
+    assert!(object_from_json(serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "spec": {"rules": 3}})).is_err());
+}
