@@ -136,3 +136,49 @@ fn virtual_service_and_destination_rule_behave_as_istio_documents() {
         "{metrics}"
     );
 }
+
+/// Outlier detection: an endpoint answering 503 is ejected after one error, so later requests
+/// (no retries) all reach the healthy one; the `reviews` example of Istio's task with
+/// `consecutive5xxErrors: 1`.
+#[test]
+fn outlier_detection_ejects_a_failing_endpoint() {
+    let backends = vec![
+        EchoSpec::new("echo-v1-aaa-bbb", "echo", "v1"),
+        EchoSpec::new("echo-v2-ccc-ddd", "echo", "v2").args(&["--status", "503"]),
+    ];
+    let m = L7Mesh::start("wpout", &backends, ECHO_SERVICES).unwrap();
+    let yaml = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: default}
+spec:
+  host: echo
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 50}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: default}
+spec:
+  hosts: [echo]
+  http:
+  - retries: {attempts: 0}
+    route: [{destination: {host: echo}}]
+";
+    m.waypoint.apply_routes("outlier.yaml", yaml).unwrap();
+    // Round robin reaches the failing endpoint within the first two requests; after that one
+    // 503 it is ejected.
+    let first = m.batch("http://10.96.0.10/", 2, &[]).unwrap();
+    assert_eq!(
+        first.iter().filter(|(c, _)| *c == 503).count(),
+        1,
+        "{first:?}"
+    );
+    let rest = m.batch("http://10.96.0.10/", 30, &[]).unwrap();
+    assert!(
+        rest.iter()
+            .all(|(c, p)| *c == 200 && p.starts_with("echo-v1")),
+        "{rest:?}"
+    );
+    assert!(m.waypoint.logs().contains("outlier ejected"));
+}
