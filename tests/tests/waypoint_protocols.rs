@@ -169,4 +169,22 @@ fn opaque_tcp_through_the_waypoint() {
         2,
         "two TCP access records:\n{logs}"
     );
+    let metrics = m.waypoint.metrics();
+    let opened = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("istio_tcp_connections_opened_total{")
+                && l.contains("destination_workload=\"tcp-eee-fff\"")
+        })
+        .unwrap_or_else(|| panic!("no TCP metrics:\n{metrics}"));
+    assert!(
+        opened.contains("reporter=\"waypoint\"") && opened.ends_with(" 2"),
+        "{opened}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_tcp_received_bytes_total{") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
 }

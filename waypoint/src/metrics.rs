@@ -64,6 +64,10 @@ pub struct Metrics {
     duration: Family<RequestLabels, Histogram>,
     request_bytes: Family<RequestLabels, Histogram>,
     response_bytes: Family<RequestLabels, Histogram>,
+    tcp_opened: Family<RequestLabels, Counter>,
+    tcp_closed: Family<RequestLabels, Counter>,
+    tcp_sent: Family<RequestLabels, Counter>,
+    tcp_received: Family<RequestLabels, Counter>,
 }
 
 /// One finished request, as the metrics see it.
@@ -87,7 +91,35 @@ impl Metrics {
             duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
             request_bytes: Family::new_with_constructor(|| Histogram::new(SIZE_BUCKETS)),
             response_bytes: Family::new_with_constructor(|| Histogram::new(SIZE_BUCKETS)),
+            tcp_opened: Family::default(),
+            tcp_closed: Family::default(),
+            tcp_sent: Family::default(),
+            tcp_received: Family::default(),
         };
+        for (name, help, f) in [
+            (
+                "istio_tcp_connections_opened",
+                "The total number of TCP connections opened",
+                &m.tcp_opened,
+            ),
+            (
+                "istio_tcp_connections_closed",
+                "The total number of TCP connections closed",
+                &m.tcp_closed,
+            ),
+            (
+                "istio_tcp_sent_bytes",
+                "Bytes sent back to the client on TCP connections",
+                &m.tcp_sent,
+            ),
+            (
+                "istio_tcp_received_bytes",
+                "Bytes received from the client on TCP connections",
+                &m.tcp_received,
+            ),
+        ] {
+            registry.register(name, help, f.clone());
+        }
         registry.register(
             "istio_requests",
             "Total number of requests handled by the waypoint",
@@ -109,6 +141,19 @@ impl Metrics {
             m.response_bytes.clone(),
         );
         m
+    }
+
+    /// Counts an opaque TCP connection opened.
+    pub fn tcp_open(&self, labels: &RequestLabels) {
+        self.tcp_opened.get_or_create(labels).inc();
+    }
+
+    /// Counts an opaque TCP connection closed with its byte counts (`received` from the client,
+    /// `sent` back to it).
+    pub fn tcp_close(&self, labels: &RequestLabels, received: u64, sent: u64) {
+        self.tcp_closed.get_or_create(labels).inc();
+        self.tcp_received.get_or_create(labels).inc_by(received);
+        self.tcp_sent.get_or_create(labels).inc_by(sent);
     }
 
     /// Records one finished request.

@@ -12,7 +12,7 @@ use super::body::{Counted, GrpcSlot};
 use super::{Downstream, Outcome, Proxy};
 use crate::access_log::RequestLog;
 use crate::metrics::{Observation, RequestLabels};
-use crate::resolve::Target;
+use crate::resolve::{Picked, Target};
 use crate::upstream::Body;
 
 impl Proxy {
@@ -70,6 +70,19 @@ impl Proxy {
     }
 
     fn labels(&self, down: &Downstream, out: &Outcome, grpc: bool) -> RequestLabels {
+        let protocol = if grpc { "grpc" } else { "http" };
+        let flags = out.reason.map_or("-", |r| r.flag());
+        self.peer_labels(down, out.endpoint.as_ref(), protocol, flags)
+    }
+
+    /// Istio labels of traffic from `down`'s client to `endpoint` (when one was chosen).
+    pub(crate) fn peer_labels(
+        &self,
+        down: &Downstream,
+        endpoint: Option<&Picked>,
+        protocol: &str,
+        flags: &str,
+    ) -> RequestLabels {
         let mesh = self.state.mesh();
         let src = mesh.snapshot.workload_by_ip(down.client.ip()).filter(|w| {
             w.service_account == down.peer.service_account && w.namespace == down.peer.namespace
@@ -80,12 +93,12 @@ impl Proxy {
             source_workload_namespace: Some(down.peer.namespace.clone()).into(),
             source_principal: Some(down.peer.to_string()).into(),
             source_canonical_service: src.map(|w| w.canonical_name().to_owned()).into(),
-            request_protocol: (if grpc { "grpc" } else { "http" }).into(),
-            response_flags: out.reason.map_or("-", |r| r.flag()).into(),
+            request_protocol: protocol.into(),
+            response_flags: flags.into(),
             connection_security_policy: "mutual_tls".into(),
             ..RequestLabels::default()
         };
-        if let Some(ep) = &out.endpoint {
+        if let Some(ep) = endpoint {
             l.destination_workload = Some(ep.workload.clone()).into();
             l.destination_workload_namespace = Some(ep.namespace.clone()).into();
             l.destination_principal = ep.endpoint.identity.as_ref().map(|i| i.to_string()).into();

@@ -42,10 +42,16 @@ where
     };
     let result = match picked {
         Ok(p) => match proxy.upstreams.connect(&p.endpoint).await {
-            Ok(mut up) => tokio::io::copy_bidirectional(&mut io, &mut up)
-                .await
-                .map(|(sent, recv)| (p, sent, recv))
-                .map_err(|e| e.to_string()),
+            Ok(mut up) => {
+                let labels = proxy.peer_labels(down, Some(&p), "tcp", "-");
+                proxy.metrics.tcp_open(&labels);
+                let copied = tokio::io::copy_bidirectional(&mut io, &mut up).await;
+                let (from_client, to_client) = copied.as_ref().map_or((0, 0), |c| *c);
+                proxy.metrics.tcp_close(&labels, from_client, to_client);
+                copied
+                    .map(|(sent, recv)| (p, sent, recv))
+                    .map_err(|e| e.to_string())
+            }
             Err(e) => Err(e.to_string()),
         },
         Err(e) => Err(e),
