@@ -80,6 +80,10 @@ impl Waypoint {
             .args(["--ca-cert", &arg(&files[1]), "--ca-key", &arg(&files[2])])
             .args(["--namespace", namespace, "--service-account", sa])
             .args(["--ip", &pod.ip.to_string()])
+            .args([
+                "--workers",
+                &std::env::var("WAYPOINT_WORKERS").unwrap_or_else(|_| "0".into()),
+            ])
             .env(
                 "RUST_LOG",
                 std::env::var("WAYPOINT_LOG").unwrap_or_else(|_| "info".into()),
