@@ -4,11 +4,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use anyhow::Context;
-use mesh_identity::CertificateAuthority;
+use mesh_identity::{CertificateAuthority, TrustBundle};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use ztunnel::admin::{self, AdminState, Ready};
-use ztunnel::identity::{CertManager, LocalCa};
+use ztunnel::identity::{CertManager, CertSource, ControlCa, LocalCa};
 use ztunnel::telemetry;
 
 use crate::config::{Config, LogFormat};
@@ -27,41 +27,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let log = telemetry::init_logging(format, &telemetry::directives_from_env())
         .context("cannot initialise logging")?;
 
-    let ca_cert = std::fs::read(&config.ca_cert)
-        .with_context(|| format!("cannot read --ca-cert {}", config.ca_cert.display()))?;
-    let ca_key = std::fs::read(&config.ca_key)
-        .with_context(|| format!("cannot read --ca-key {}", config.ca_key.display()))?;
-    let ca = CertificateAuthority::from_pem(&ca_cert, &ca_key, &config.trust_domain)
-        .context("cannot load the CA from --ca-cert/--ca-key")?;
-    let certs = Arc::new(CertManager::new(Arc::new(LocalCa::new(
-        ca,
-        config.cert_lifetime,
-    ))));
     let identity = config.identity();
-    certs
-        .server_config(&identity)
-        .context("cannot issue the waypoint's own certificate")?;
-
-    let snapshot = state::load_config(&config.config)?;
-    let state = Arc::new(State::new(snapshot));
     let gateway = config.gateway();
     let drain = CancellationToken::new();
-    if let Some(dir) = &config.routes {
-        let files = RouteFiles::of(dir);
-        state::reload_routes(dir, (&gateway.0, &gateway.1), &state);
-        tokio::spawn(state::watch_routes(
-            dir.clone(),
-            gateway.clone(),
-            state.clone(),
-            files,
-            drain.clone(),
-        ));
-    }
-    tokio::spawn(state::watch_config(
-        config.config.clone(),
-        state.clone(),
-        drain.clone(),
-    ));
+    let (state, certs) = sources(&config, &gateway, drain.clone()).await?;
+    certs
+        .server_config(&identity)
+        .context("cannot obtain the waypoint's own certificate")?;
 
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
@@ -148,4 +120,104 @@ async fn wait_for_stop(drain: &CancellationToken) {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
     }
+}
+
+/// The config sources (files, or control's stream) with their first config loaded, and the
+/// certificate manager (local CA in testing mode, else control's CA).
+async fn sources(
+    config: &Config,
+    gateway: &(String, String),
+    stop: CancellationToken,
+) -> anyhow::Result<(Arc<State>, Arc<CertManager>)> {
+    let local = match (&config.ca_cert, &config.ca_key) {
+        (Some(cert), Some(key)) => {
+            let cert = std::fs::read(cert)
+                .with_context(|| format!("cannot read --ca-cert {}", cert.display()))?;
+            let key = std::fs::read(key)
+                .with_context(|| format!("cannot read --ca-key {}", key.display()))?;
+            let ca = CertificateAuthority::from_pem(&cert, &key, &config.trust_domain)
+                .context("cannot load the CA from --ca-cert/--ca-key")?;
+            tracing::warn!(
+                "TESTING MODE: signing the waypoint's certificate locally with --ca-cert/--ca-key"
+            );
+            Some(Arc::new(LocalCa::new(ca, config.cert_lifetime)) as Arc<dyn CertSource>)
+        }
+        _ => None,
+    };
+    let Some(control) = &config.control else {
+        let path = config
+            .config
+            .clone()
+            .context("--config or --control is required")?;
+        let state = Arc::new(State::new(state::load_config(&path)?));
+        if let Some(dir) = &config.routes {
+            let files = RouteFiles::of(dir);
+            state::reload_routes(dir, (&gateway.0, &gateway.1), &state);
+            tokio::spawn(state::watch_routes(
+                dir.clone(),
+                gateway.clone(),
+                state.clone(),
+                files,
+                stop.clone(),
+            ));
+        }
+        tokio::spawn(state::watch_config(path, state.clone(), stop));
+        let ca = local.context("--ca-cert/--ca-key are required without --control")?;
+        return Ok((state, Arc::new(CertManager::new(ca))));
+    };
+    let token = config
+        .token_file
+        .clone()
+        .context("--control needs --token-file")?;
+    let roots_file = config
+        .control_ca
+        .clone()
+        .context("--control needs --control-ca")?;
+    let roots_pem = std::fs::read(&roots_file)
+        .with_context(|| format!("cannot read --control-ca {}", roots_file.display()))?;
+    let roots = TrustBundle::from_pem(&roots_pem).context("invalid --control-ca")?;
+    let addr = tokio::net::lookup_host(control.as_str())
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("--control {control}: cannot resolve (expected host:port)"))?;
+    let target = mesh_xds::channel::ControlTarget {
+        addr,
+        roots: roots.clone(),
+        identity: config
+            .control_identity
+            .parse()
+            .context("invalid --control-identity")?,
+    };
+    let channel = mesh_xds::channel::channel(&target)?;
+    // Control knows a waypoint by its Gateway: it subscribes as `<namespace>/<gateway name>`.
+    let node = format!("{}/{}", gateway.0, gateway.1);
+    let state = Arc::new(State::new(mesh_api::ConfigSnapshot::default()));
+    let (first_tx, mut first_rx) = tokio::sync::watch::channel(false);
+    let client = mesh_xds::client::ConfigClient::new(
+        channel.clone(),
+        token.clone(),
+        node.clone(),
+        mesh_xds::KIND_WAYPOINT,
+    );
+    let sink = Arc::new(state::control::ControlSink::new(
+        state.clone(),
+        gateway.clone(),
+        first_tx,
+    ));
+    tokio::spawn(client.run(sink, stop.clone()));
+    tracing::info!(%addr, gateway = %node, "waiting for the first config from control");
+    tokio::select! {
+        _ = stop.cancelled() => anyhow::bail!("stopped before control sent a config"),
+        r = first_rx.wait_for(|got| *got) => { r.context("config stream task ended")?; }
+    }
+    let source: Arc<dyn CertSource> = match local {
+        Some(ca) => ca,
+        None => Arc::new(ControlCa::new(
+            mesh_xds::ca::CaClient::new(channel, token, node),
+            roots,
+            tokio::runtime::Handle::current(),
+        )),
+    };
+    Ok((state, Arc::new(CertManager::new(source))))
 }

@@ -38,23 +38,46 @@ pub struct Config {
     /// Mesh config file (workloads, services, policies; the ztunnel format of
     /// control/api/README.md). Re-read when it changes; an invalid version is rejected and the
     /// previous one stays in force.
-    #[arg(long, env = "WAYPOINT_CONFIG")]
-    pub config: PathBuf,
+    #[arg(
+        long,
+        env = "WAYPOINT_CONFIG",
+        required_unless_present = "control",
+        conflicts_with = "control"
+    )]
+    pub config: Option<PathBuf>,
 
     /// Directory of Kubernetes YAML with HTTPRoute, GRPCRoute and HTTPFault objects (`*.yaml`,
     /// `*.yml`, `*.json`). Re-read when a file changes; an invalid set is rejected as a whole with
     /// the reasons logged and shown in `/config_dump`, and the previous routes stay in force.
-    #[arg(long, env = "WAYPOINT_ROUTES")]
+    #[arg(long, env = "WAYPOINT_ROUTES", conflicts_with = "control")]
     pub routes: Option<PathBuf>,
+
+    /// `host:port` of control's gRPC endpoint (15012): the config stream (workloads, services,
+    /// policies and the L7 objects of this waypoint's Gateway) and, without `--ca-cert`, the CA.
+    /// Replaces `--config` and `--routes`.
+    #[arg(long, env = "WAYPOINT_CONTROL", requires_all = ["token_file", "control_ca"])]
+    pub control: Option<String>,
+
+    /// Service-account token presented to control (re-read at every connection).
+    #[arg(long, env = "WAYPOINT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM roots control's certificate must chain to.
+    #[arg(long, env = "WAYPOINT_CONTROL_CA")]
+    pub control_ca: Option<PathBuf>,
+
+    /// Identity control must prove.
+    #[arg(long, default_value = ztunnel::config::DEFAULT_CONTROL_IDENTITY)]
+    pub control_identity: String,
 
     /// TESTING ONLY: PEM certificate of a CA whose key the waypoint uses to sign its own
     /// certificate. In Kubernetes, certificates come from control's CA instead.
-    #[arg(long, requires = "ca_key")]
-    pub ca_cert: PathBuf,
+    #[arg(long, requires = "ca_key", required_unless_present = "control")]
+    pub ca_cert: Option<PathBuf>,
 
     /// TESTING ONLY: PEM private key of `--ca-cert`.
     #[arg(long, requires = "ca_cert")]
-    pub ca_key: PathBuf,
+    pub ca_key: Option<PathBuf>,
 
     /// Trust domain of identities.
     #[arg(long, default_value = mesh_identity::DEFAULT_TRUST_DOMAIN)]

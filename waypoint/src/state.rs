@@ -1,6 +1,7 @@
 //! The waypoint's view of the mesh and its routes: the last good mesh config (workloads,
 //! services) and the last good route set, each swapped atomically when its files change.
 
+pub mod control;
 mod watch;
 
 use std::collections::HashMap;
