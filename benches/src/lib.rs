@@ -48,6 +48,10 @@ pub struct Options {
     /// Also print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Before measuring each variant, print its namespaces and wait for Enter (to inspect
+    /// the setup by hand).
+    #[arg(long)]
+    pub hold: bool,
 }
 
 /// Runs every selected variant and prints the table.
@@ -76,6 +80,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         concurrency: opts.concurrency.max(1),
         testapp: std::env::current_exe()
             .context("cannot find our own executable to run the test app")?,
+        hold: opts.hold,
     };
     let _spinners = if opts.no_spin {
         None

@@ -37,6 +37,9 @@ pub struct Settings {
     pub concurrency: usize,
     /// The executable that runs the test app (`<it> testapp ...`).
     pub testapp: PathBuf,
+    /// Once the variant is ready, print where everything runs and wait for a line on stdin
+    /// before measuring (to poke at the setup by hand: `ip netns exec`, perf, strace).
+    pub hold: bool,
 }
 
 impl Settings {
@@ -138,6 +141,9 @@ fn measure_all(
     variant.setup(env).context("variant setup failed")?;
     let servers = start_servers(env, settings)?;
     variant.ready(env).context("variant did not become ready")?;
+    if settings.hold {
+        hold(env)?;
+    }
     let mut rows = Vec::new();
     for streams in [1, 4] {
         let target = variant.target(env, IPERF_PORT);
@@ -175,4 +181,24 @@ fn measure_all(
         variant: variant.name().to_owned(),
         rows,
     })
+}
+
+/// Prints the namespaces and server ports, then waits for a line (or end of input) on stdin.
+fn hold(env: &BenchEnv) -> anyhow::Result<()> {
+    let nodes: Vec<&str> = env.topology.nodes().iter().map(|n| n.netns.name()).collect();
+    eprintln!(
+        "mesh-benches: holding. client pod netns {} ({}), server pod netns {} ({}), nodes {}; \
+         servers: iperf3 {IPERF_PORT}, sockperf {SOCKPERF_PORT}, echo {ECHO_PORT}. \
+         Press Enter to measure.",
+        env.client.netns.name(),
+        env.client.ip,
+        env.server.netns.name(),
+        env.server.ip,
+        nodes.join(", "),
+    );
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read stdin while holding")?;
+    Ok(())
 }

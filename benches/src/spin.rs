@@ -4,7 +4,7 @@
 use anyhow::Context;
 use mesh_testbed::Process;
 
-/// Spinning processes (`nice -n 19`), stopped on drop.
+/// Spinning processes (scheduling policy `SCHED_IDLE`), stopped on drop.
 #[derive(Debug)]
 pub struct Spinners {
     _procs: Vec<Process>,
@@ -16,9 +16,12 @@ impl Spinners {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let procs = (0..cores)
             .map(|_| {
-                let mut cmd = std::process::Command::new("nice");
-                cmd.args(["-n", "19", "sh", "-c", "while :; do :; done"]);
-                Process::start(cmd, "spinner").context("cannot start a CPU spinner (nice, sh)")
+                // SCHED_IDLE, not a relative `nice`: the spinner must yield at once to anything
+                // else (the measured processes, but also ksoftirqd) even when the harness itself
+                // runs with a raised priority.
+                let mut cmd = std::process::Command::new("chrt");
+                cmd.args(["--idle", "0", "sh", "-c", "while :; do :; done"]);
+                Process::start(cmd, "spinner").context("cannot start a CPU spinner (chrt, sh)")
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Spinners { _procs: procs })

@@ -10,7 +10,7 @@ mod ztunnel;
 
 use std::net::SocketAddr;
 
-pub use ztunnel::{MIN_TUNNELLED, Ztunnel, locate_binary};
+pub use ztunnel::{MIN_TUNNELLED, ZTUNNEL_BIN_ENV, Ztunnel, locate_binary};
 
 use crate::env::BenchEnv;
 

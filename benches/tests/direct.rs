@@ -12,6 +12,7 @@ fn direct_variant_measures_every_row() {
         rate: 1000,
         concurrency: 1,
         testapp: PathBuf::from(env!("CARGO_BIN_EXE_mesh-benches")),
+        hold: false,
     };
     let results = measure::run_variant(Box::new(Direct), &settings).expect("direct run");
     assert_eq!(results.variant, "direct");

@@ -14,6 +14,7 @@ fn ztunnel_variant_tunnels_every_measure_and_reports_memory() {
         rate: 500,
         concurrency: 1,
         testapp: PathBuf::from(env!("CARGO_BIN_EXE_mesh-benches")),
+        hold: false,
     };
     let results =
         measure::run_variant(Box::new(Ztunnel::default()), &settings).expect("ztunnel run");

@@ -157,9 +157,19 @@ impl Variant for Ztunnel {
     }
 }
 
-/// The `ztunnel` binary of the same build profile as this executable (`target/release/ztunnel`
-/// for `cargo run --release`).
+/// Environment variable naming the ztunnel binary to benchmark instead of the default one.
+pub const ZTUNNEL_BIN_ENV: &str = "MESH_BENCH_ZTUNNEL";
+
+/// The `ztunnel` binary: `$MESH_BENCH_ZTUNNEL` if set, else the one of the same build profile as
+/// this executable (`target/release/ztunnel` for `cargo run --release`).
 pub fn locate_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os(ZTUNNEL_BIN_ENV) {
+        let bin = PathBuf::from(bin);
+        if !bin.is_file() {
+            bail!("{ZTUNNEL_BIN_ENV}={} is not a file", bin.display());
+        }
+        return Ok(bin);
+    }
     let exe = std::env::current_exe().context("cannot find our own executable")?;
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     // Test executables live in `<profile>/deps`.
