@@ -77,6 +77,128 @@ pub fn prepare(dir: &Path, nodes: u8, mesh_cni: &Path) -> Result<(), LocalError>
     Ok(())
 }
 
+/// A pod's identity as a container runtime passes it to the chain (CNI_ARGS, CNI_CONTAINERID).
+#[derive(Debug, Clone)]
+pub struct PodArgs {
+    /// K8S_POD_NAMESPACE.
+    pub namespace: String,
+    /// K8S_POD_NAME.
+    pub name: String,
+    /// K8S_POD_UID.
+    pub uid: String,
+    /// CNI_CONTAINERID (the sandbox id).
+    pub container_id: String,
+}
+
+/// Runs the chain of node `n` for `command` (`ADD`: plugins in order, each getting the previous
+/// result; `DEL`: in reverse with `prev`) inside the node's namespace `node_ns`, for the pod
+/// namespace `/run/netns/<pod_ns>`, as a container runtime does. Returns the final result.
+pub fn invoke(
+    dir: &Path,
+    n: u8,
+    node_ns: &str,
+    command: &str,
+    pod_ns: &str,
+    pod: &PodArgs,
+    prev: Option<&Value>,
+) -> Result<Value, LocalError> {
+    let path = conflist_path(dir, n);
+    let conflist: Value = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| io(format!("read the conflist {}", path.display()))(std::io::ErrorKind::NotFound.into()))?;
+    let mut plugins = conflist["plugins"].as_array().cloned().unwrap_or_default();
+    let del = command == "DEL";
+    if del {
+        plugins.reverse();
+    }
+    let mut result = prev.cloned();
+    for plugin in plugins {
+        let mut conf = plugin.clone();
+        conf["cniVersion"] = conflist["cniVersion"].clone();
+        conf["name"] = conflist["name"].clone();
+        if let Some(p) = &result {
+            conf["prevResult"] = p.clone();
+        }
+        let ty = plugin["type"].as_str().unwrap_or_default().to_owned();
+        let out = run_plugin(dir, node_ns, command, &ty, &conf, pod_ns, pod)?;
+        if !del {
+            result = Some(serde_json::from_str(&out).map_err(|e| {
+                super::sys::SysError::Command {
+                    cmd: format!("CNI {command} {ty}"),
+                    detail: format!("result is not JSON ({e}): {out}"),
+                }
+            })?);
+        }
+    }
+    Ok(result.unwrap_or(Value::Null))
+}
+
+fn run_plugin(
+    dir: &Path,
+    node_ns: &str,
+    command: &str,
+    ty: &str,
+    conf: &Value,
+    pod_ns: &str,
+    pod: &PodArgs,
+) -> Result<String, LocalError> {
+    use std::io::Write;
+    let bin = bin_dir(dir);
+    let fail = |detail: String| super::sys::SysError::Command {
+        cmd: format!("CNI {command} {ty} for pod {}/{}", pod.namespace, pod.name),
+        detail,
+    };
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", node_ns])
+        .arg(bin.join(ty))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", &pod.container_id)
+        .env("CNI_NETNS", format!("/run/netns/{pod_ns}"))
+        .env("CNI_IFNAME", "eth0")
+        .env(
+            "CNI_ARGS",
+            format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
+                pod.namespace, pod.name, pod.container_id, pod.uid
+            ),
+        )
+        .env("CNI_PATH", &bin)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(conf.to_string().as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(fail(format!(
+            "{} {stdout} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+        .into());
+    }
+    Ok(stdout)
+}
+
+/// The first IPv4 address of a CNI result.
+pub fn result_ip(result: &Value) -> Option<std::net::Ipv4Addr> {
+    result["ips"]
+        .as_array()?
+        .iter()
+        .filter_map(|ip| ip["address"].as_str())
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,11 @@ fn load(dir: &Path) -> Result<ClusterState, LocalError> {
     ClusterState::load(dir)?.ok_or_else(|| InspectError::NotUp(dir.display().to_string()).into())
 }
 
+/// The state of the cluster in `dir`, or an error saying how to start one.
+pub fn cluster(dir: &Path) -> Result<ClusterState, LocalError> {
+    load(dir)
+}
+
 /// Whether component `name` of `state` is running.
 fn running(state: &ClusterState, name: &str) -> bool {
     state
