@@ -4,12 +4,18 @@
 //! everything in the state file ([`state`]) before creating it; `down` removes it all, from the
 //! state file and by sweeping the cluster's namespace name prefix.
 
+pub mod apply;
 pub mod cni;
 pub mod components;
+pub mod dns;
 mod down;
 pub mod inspect;
 pub mod network;
+pub mod objects;
+pub mod runtime;
+pub mod services;
 pub mod state;
+pub mod store;
 pub mod sys;
 mod up;
 
@@ -33,6 +39,12 @@ pub enum LocalError {
     /// The state file could not be used.
     #[error(transparent)]
     State(#[from] state::StateError),
+    /// Manifests could not be read or are invalid (nothing was applied).
+    #[error(transparent)]
+    Objects(#[from] objects::ObjectsError),
+    /// The object store refused or failed a change (nothing was applied).
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     /// `up` on a state directory that already holds a cluster.
     #[error(
         "a local cluster is already up in state directory {0} (its state file exists); run `meshctl local down --state {0}` first, or use another --state"
