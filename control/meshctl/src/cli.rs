@@ -71,6 +71,9 @@ pub enum LocalCommand {
     Get {
         /// What to list.
         what: GetKind,
+        /// Only this namespace (pods, services, workloads; default: all).
+        #[arg(short = 'n', long = "namespace")]
+        namespace: Option<String>,
         /// Output format: a table (default) or `json` (Kubernetes-shaped objects).
         #[arg(short = 'o', long = "output")]
         output: Option<OutputFormat>,
@@ -78,7 +81,59 @@ pub enum LocalCommand {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state: PathBuf,
     },
-    /// Prints the log of a component (`control`, `ztunnel-node-1`, `agent-node-2`).
+    /// Creates or updates the objects of a YAML file or directory (all or nothing).
+    Apply {
+        /// File or directory of multi-document YAML.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// State directory given to `up`.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state: PathBuf,
+    },
+    /// Deletes the objects of a YAML file or directory (waits until their pods are gone).
+    Delete {
+        /// File or directory of multi-document YAML.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// State directory given to `up`.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state: PathBuf,
+    },
+    /// Sets (`key=value`) or removes (`key-`) labels of an object.
+    Label {
+        /// Kind (`namespace`, `pod`, `service`, `deployment`, ...).
+        kind: String,
+        /// Object name.
+        name: String,
+        /// Label changes.
+        #[arg(required = true)]
+        changes: Vec<String>,
+        /// Namespace of a namespaced object (default `default`).
+        #[arg(short = 'n', long = "namespace")]
+        namespace: Option<String>,
+        /// State directory given to `up`.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state: PathBuf,
+    },
+    /// Runs a command in a pod's network namespace and DNS view: `exec <ns>/<pod> -- CMD...`.
+    Exec {
+        /// `<namespace>/<pod>`.
+        pod: String,
+        /// The command and its arguments (passed unchanged, no shell).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+        /// State directory given to `up`.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state: PathBuf,
+    },
+    /// The pod runtime (started by `up`; not for direct use).
+    #[command(hide = true)]
+    Runtime {
+        /// State directory given to `up`.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state: PathBuf,
+    },
+    /// Prints the log of a component (`control`, `runtime`, `ztunnel-node-1`, `agent-node-2`) or a pod (`<ns>/<pod>`).
     Logs {
         /// The component.
         component: String,
@@ -99,6 +154,12 @@ pub enum LocalCommand {
 pub enum GetKind {
     /// The nodes.
     Nodes,
+    /// The pods.
+    Pods,
+    /// The services.
+    Services,
+    /// The pods as mesh workloads (enrolment, identity).
+    Workloads,
 }
 
 /// Output formats of `meshctl local get`.
@@ -144,9 +205,60 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             what: GetKind::Nodes,
             output,
             state,
+            ..
         }) => {
             print!("{}", local::inspect::get_nodes(&state, output.is_some())?);
             Ok(())
+        }
+        Command::Local(LocalCommand::Get {
+            what,
+            namespace,
+            output,
+            state,
+        }) => {
+            let kind = match what {
+                GetKind::Pods | GetKind::Nodes => local::view::Listing::Pods,
+                GetKind::Services => local::view::Listing::Services,
+                GetKind::Workloads => local::view::Listing::Workloads,
+            };
+            let ns = namespace.as_deref();
+            print!("{}", local::view::get(&state, kind, ns, output.is_some())?);
+            Ok(())
+        }
+        Command::Local(LocalCommand::Apply { file, state }) => {
+            for line in local::apply::apply(&state, &file)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Local(LocalCommand::Delete { file, state }) => {
+            for line in local::apply::delete(&state, &file)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Local(LocalCommand::Label {
+            kind,
+            name,
+            changes,
+            namespace,
+            state,
+        }) => {
+            let ns = namespace.as_deref();
+            println!("{}", local::apply::label(&state, &kind, &name, ns, &changes)?);
+            Ok(())
+        }
+        Command::Local(LocalCommand::Exec {
+            pod,
+            command,
+            state,
+        }) => {
+            // The command's own exit code is ours (DESIGN.md 7).
+            std::process::exit(local::view::exec(&state, &pod, &command)?)
+        }
+        Command::Local(LocalCommand::Runtime { state }) => {
+            let dir = std::path::absolute(&state)?;
+            Ok(local::runtime::run(&dir)?)
         }
         Command::Local(LocalCommand::Logs { component, state }) => {
             print!("{}", local::inspect::logs(&state, &component)?);

@@ -7,16 +7,19 @@
 pub mod apply;
 pub mod cni;
 pub mod components;
+pub mod controllers;
 pub mod dns;
 mod down;
 pub mod inspect;
 pub mod network;
 pub mod objects;
 pub mod runtime;
+pub mod sandbox;
 pub mod services;
 pub mod state;
 pub mod store;
 pub mod sys;
+pub mod view;
 mod up;
 
 use std::path::{Path, PathBuf};

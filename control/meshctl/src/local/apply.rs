@@ -45,7 +45,11 @@ pub fn apply(dir: &Path, path: &Path) -> Result<Vec<String>, LocalError> {
 }
 
 /// The stored form of `new` given the `old` object of the same key, and what happened.
-fn merge(old: Option<&Value>, mut new: Value, key: &Key) -> Result<(Value, &'static str), StoreError> {
+fn merge(
+    old: Option<&Value>,
+    mut new: Value,
+    key: &Key,
+) -> Result<(Value, &'static str), StoreError> {
     let Some(old) = old else {
         new["metadata"]["uid"] = Value::from(store::new_uid());
         return Ok((new, "created"));
@@ -68,7 +72,10 @@ fn merge(old: Option<&Value>, mut new: Value, key: &Key) -> Result<(Value, &'sta
         if let Some(s) = old.get("status") {
             new["status"] = s.clone();
         }
-        if let Some(v) = old.pointer(&format!("/metadata/annotations/{}", store::ANNOTATION_REDIRECTION.replace('/', "~1"))) {
+        if let Some(v) = old.pointer(&format!(
+            "/metadata/annotations/{}",
+            store::ANNOTATION_REDIRECTION.replace('/', "~1")
+        )) {
             new["metadata"]["annotations"][store::ANNOTATION_REDIRECTION] = v.clone();
         }
     } else if let Some(s) = old.get("status") {
@@ -80,7 +87,14 @@ fn merge(old: Option<&Value>, mut new: Value, key: &Key) -> Result<(Value, &'sta
             show(key)
         )));
     }
-    Ok((new.clone(), if &new == old { "unchanged" } else { "configured" }))
+    Ok((
+        new.clone(),
+        if &new == old {
+            "unchanged"
+        } else {
+            "configured"
+        },
+    ))
 }
 
 fn set(obj: &mut Value, pointer: &str, v: Value) {
@@ -144,7 +158,13 @@ pub fn delete(dir: &Path, path: &Path) -> Result<Vec<String>, LocalError> {
             }
             let mut doomed = vec![key.clone()];
             if key.kind == "Namespace" {
-                doomed.extend(objects.0.keys().filter(|k| k.namespace == key.name).cloned());
+                doomed.extend(
+                    objects
+                        .0
+                        .keys()
+                        .filter(|k| k.namespace == key.name)
+                        .cloned(),
+                );
             }
             for k in doomed {
                 if k.kind == "Pod" {
@@ -206,7 +226,9 @@ pub fn label(
 ) -> Result<String, LocalError> {
     inspect::cluster(dir)?;
     let kind = kind_named(kind).ok_or_else(|| {
-        StoreError::Refused(format!("unknown kind {kind:?} (examples: namespace, pod, service, deployment)"))
+        StoreError::Refused(format!(
+            "unknown kind {kind:?} (examples: namespace, pod, service, deployment)"
+        ))
     })?;
     let mut ops: Vec<(String, Option<String>)> = Vec::new();
     for c in changes {

@@ -106,7 +106,9 @@ pub fn invoke(
     let conflist: Value = std::fs::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| io(format!("read the conflist {}", path.display()))(std::io::ErrorKind::NotFound.into()))?;
+        .ok_or_else(|| {
+            io(format!("read the conflist {}", path.display()))(std::io::ErrorKind::NotFound.into())
+        })?;
     let mut plugins = conflist["plugins"].as_array().cloned().unwrap_or_default();
     let del = command == "DEL";
     if del {
@@ -123,12 +125,13 @@ pub fn invoke(
         let ty = plugin["type"].as_str().unwrap_or_default().to_owned();
         let out = run_plugin(dir, node_ns, command, &ty, &conf, pod_ns, pod)?;
         if !del {
-            result = Some(serde_json::from_str(&out).map_err(|e| {
-                super::sys::SysError::Command {
-                    cmd: format!("CNI {command} {ty}"),
-                    detail: format!("result is not JSON ({e}): {out}"),
-                }
-            })?);
+            result =
+                Some(
+                    serde_json::from_str(&out).map_err(|e| super::sys::SysError::Command {
+                        cmd: format!("CNI {command} {ty}"),
+                        detail: format!("result is not JSON ({e}): {out}"),
+                    })?,
+                );
         }
     }
     Ok(result.unwrap_or(Value::Null))

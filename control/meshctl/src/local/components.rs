@@ -19,7 +19,7 @@ const POLL: Duration = Duration::from_millis(25);
 pub struct Spec<'a> {
     /// Component name, also the log file's name.
     pub name: String,
-    /// Network namespace to run in.
+    /// Network namespace to run in (empty: the root namespaces).
     pub netns: &'a str,
     /// The executable.
     pub exe: PathBuf,
@@ -52,10 +52,17 @@ pub fn spawn(spec: Spec<'_>, log_dir: &Path) -> Result<Started, LocalError> {
         .open(&log)
         .map_err(io)?;
     let err = out.try_clone().map_err(io)?;
-    // `ip netns exec` replaces itself with the program: the pid is the program's.
-    let child = Command::new("ip")
-        .args(["netns", "exec", spec.netns])
-        .arg(&spec.exe)
+    // `ip netns exec` replaces itself with the program: the pid is the program's. An empty
+    // netns runs the program in the root namespaces (the pod runtime: the pod namespaces it
+    // adds must be visible outside, which a private mount namespace would prevent).
+    let mut cmd = if spec.netns.is_empty() {
+        Command::new(&spec.exe)
+    } else {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", spec.netns]).arg(&spec.exe);
+        c
+    };
+    let child = cmd
         .args(&spec.args)
         .env(
             "RUST_LOG",

@@ -76,6 +76,7 @@ pub fn down(opts: &DownOptions) -> Result<DownReport, LocalError> {
         }
     }
     report.netns.extend(sweep_prefix(&id)?);
+    remove_etc_netns(&id)?;
     let left: Vec<String> = sys::netns_list()
         .into_iter()
         .filter(|n| n.starts_with(&netns_prefix(&id)))
@@ -85,6 +86,22 @@ pub fn down(opts: &DownOptions) -> Result<DownReport, LocalError> {
     }
     remove_runtime_files(&dir, state.as_ref())?;
     Ok(report)
+}
+
+/// Removes `/etc/netns/<netns>/` of every namespace of cluster `id` (per-pod `resolv.conf`
+/// that `ip netns exec` bind-mounts).
+fn remove_etc_netns(id: &str) -> Result<(), LocalError> {
+    let prefix = netns_prefix(id);
+    let Ok(entries) = std::fs::read_dir("/etc/netns") else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let p = e.path();
+            std::fs::remove_dir_all(&p).map_err(io(format!("remove {}", p.display())))?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes every namespace named with cluster `id`'s prefix (and the processes inside).
@@ -106,8 +123,12 @@ fn remove_runtime_files(
     state: Option<&ClusterState>,
 ) -> Result<(), LocalError> {
     let nodes = state.map_or(0, |s| s.nodes);
-    let mut paths: Vec<PathBuf> =
-        vec![dir.join("control"), dir.join("cni"), dir.join(CLUSTER_FILE)];
+    let mut paths: Vec<PathBuf> = vec![
+        dir.join("control"),
+        dir.join("cni"),
+        dir.join(CLUSTER_FILE),
+        dir.join(super::store::STORE_DIR),
+    ];
     paths.extend((1..=nodes).map(|n| dir.join(format!("node-{n}"))));
     for p in paths {
         let r = if p.is_dir() {

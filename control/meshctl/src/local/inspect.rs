@@ -101,6 +101,18 @@ pub fn get_nodes(dir: &Path, json: bool) -> Result<String, LocalError> {
 /// The log of component `name` (`control`, `ztunnel-node-1`, `agent-node-2`).
 pub fn logs(dir: &Path, name: &str) -> Result<String, LocalError> {
     let state = load(dir)?;
+    if let Some((ns, pod)) = name.split_once('/') {
+        let path = dir.join("logs").join(format!("pod-{ns}-{pod}.log"));
+        return std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                io(format!(
+                    "read the log of pod {name} (no such pod has run; see `meshctl local get pods`)"
+                ))(e)
+            } else {
+                io(format!("read {}", path.display()))(e)
+            }
+        });
+    }
     let Some(p) = state.processes.iter().find(|p| p.name == name) else {
         let known: Vec<&str> = state.processes.iter().map(|p| p.name.as_str()).collect();
         return Err(InspectError::UnknownComponent {

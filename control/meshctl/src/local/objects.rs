@@ -176,12 +176,14 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Value>, ObjectsError> {
             v => vec![v],
         };
         for item in items {
-            out.push(validate(item).map_err(|(name, detail)| ObjectsError::Invalid {
-                file: file.into(),
-                index,
-                name,
-                detail,
-            })?);
+            out.push(
+                validate(item).map_err(|(name, detail)| ObjectsError::Invalid {
+                    file: file.into(),
+                    index,
+                    name,
+                    detail,
+                })?,
+            );
         }
     }
     Ok(out)
@@ -191,7 +193,10 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Value>, ObjectsError> {
 /// it could be read.
 pub fn validate(mut obj: Value) -> Result<Value, (Option<String>, String)> {
     if !obj.is_object() {
-        return Err((None, "not an object (a mapping with apiVersion, kind, metadata)".into()));
+        return Err((
+            None,
+            "not an object (a mapping with apiVersion, kind, metadata)".into(),
+        ));
     }
     let field = |o: &Value, p: &str| o.pointer(p).and_then(Value::as_str).map(str::to_owned);
     let api = field(&obj, "/apiVersion").ok_or((None, "missing apiVersion".to_owned()))?;
@@ -209,7 +214,8 @@ pub fn validate(mut obj: Value) -> Result<Value, (Option<String>, String)> {
     if !dns_name(&name) {
         return Err((
             label,
-            "metadata.name must be a non-empty DNS name (lower-case letters, digits, '-', '.')".into(),
+            "metadata.name must be a non-empty DNS name (lower-case letters, digits, '-', '.')"
+                .into(),
         ));
     }
     if !cluster_scoped(&kind) {
@@ -217,7 +223,10 @@ pub fn validate(mut obj: Value) -> Result<Value, (Option<String>, String)> {
         if ns.is_empty() {
             obj["metadata"]["namespace"] = Value::from("default");
         } else if !dns_name(&ns) {
-            return Err((label, format!("metadata.namespace {ns:?} is not a DNS name")));
+            return Err((
+                label,
+                format!("metadata.namespace {ns:?} is not a DNS name"),
+            ));
         }
     } else if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("namespace");
@@ -239,7 +248,12 @@ pub fn validate(mut obj: Value) -> Result<Value, (Option<String>, String)> {
                 .map_err(|e| (label.clone(), e))?;
             check_pod_spec(obj.pointer("/spec/template/spec"))
                 .map_err(|e| (label.clone(), format!("spec.template: {e}")))?;
-            if obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1) < 0 {
+            if obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                < 0
+            {
                 return Err((label, "spec.replicas must not be negative".into()));
             }
         }
@@ -281,7 +295,9 @@ fn check_pod_spec(spec: Option<&Value>) -> Result<(), String> {
             ));
         }
     }
-    if let Some(p) = spec.and_then(|s| s.get("restartPolicy")).and_then(Value::as_str)
+    if let Some(p) = spec
+        .and_then(|s| s.get("restartPolicy"))
+        .and_then(Value::as_str)
         && !["Always", "OnFailure", "Never"].contains(&p)
     {
         return Err(format!(
@@ -317,7 +333,11 @@ mod tests {
         let keys: Vec<String> = objs.iter().map(|o| Key::of(o).to_string()).collect();
         assert_eq!(
             keys,
-            ["Namespace shop", "Pod default/a", "AuthorizationPolicy shop/p"]
+            [
+                "Namespace shop",
+                "Pod default/a",
+                "AuthorizationPolicy shop/p"
+            ]
         );
     }
 
@@ -325,10 +345,22 @@ mod tests {
     fn bad_documents_are_rejected_with_a_message_naming_them() {
         for (text, needle) in [
             ("kind: [unclosed\n", "not valid YAML"),
-            ("apiVersion: v1\nkind: Frobnicator\nmetadata: {name: a}\n", "unknown kind v1/Frobnicator"),
-            ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {replicas: many}\n", "Deployment \"d\""),
-            ("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c, image: x}]}\n", "has no command"),
-            ("apiVersion: v1\nkind: Pod\nmetadata: {name: Big}\nspec: {}\n", "DNS name"),
+            (
+                "apiVersion: v1\nkind: Frobnicator\nmetadata: {name: a}\n",
+                "unknown kind v1/Frobnicator",
+            ),
+            (
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {replicas: many}\n",
+                "Deployment \"d\"",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c, image: x}]}\n",
+                "has no command",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: Big}\nspec: {}\n",
+                "DNS name",
+            ),
             ("kind: Pod\n", "missing apiVersion"),
         ] {
             let full = format!("{POD}---\n{text}");
@@ -345,7 +377,10 @@ mod tests {
         assert_eq!(kind_named("httproutes"), Some("HTTPRoute"));
         assert_eq!(kind_named("svc"), Some("Service"));
         assert_eq!(kind_named("gatewayclasses"), Some("GatewayClass"));
-        assert_eq!(kind_named("authorizationpolicies"), Some("AuthorizationPolicy"));
+        assert_eq!(
+            kind_named("authorizationpolicies"),
+            Some("AuthorizationPolicy")
+        );
         assert_eq!(kind_named("frobs"), None);
         assert!(!for_control("Deployment") && for_control("Pod"));
     }

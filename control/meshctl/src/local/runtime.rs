@@ -23,16 +23,20 @@
 //! - **Hooks** are registered in [`hooks`]: one line per module. Admission of objects at apply
 //!   time (ClusterIP allocation) is `super::apply::admit`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use mesh_cni::agent::LocalStatus;
+use serde_json::{Value, json};
 
-use super::LocalError;
+use super::network::node_name;
 use super::objects::Key;
+use super::sandbox::{self, Sandbox};
 use super::state::ClusterState;
-use super::store::Objects;
+use super::store::{self, ANNOTATION_REDIRECTION, Objects};
+use super::{LocalError, controllers};
 
 /// How often the runtime reconciles.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -53,9 +57,8 @@ pub struct Ctx {
 impl Ctx {
     /// The context of the cluster in `dir`.
     pub fn load(dir: &Path) -> Result<Self, LocalError> {
-        let state = ClusterState::load(dir)?.ok_or_else(|| {
-            super::inspect::InspectError::NotUp(dir.display().to_string())
-        })?;
+        let state = ClusterState::load(dir)?
+            .ok_or_else(|| super::inspect::InspectError::NotUp(dir.display().to_string()))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             id: state.id,
@@ -116,7 +119,12 @@ pub trait RuntimeHook: Send {
     }
 
     /// Every tick, with the stored objects and the running pods (Service VIPs, DNAT, DNS).
-    fn reconcile(&mut self, _ctx: &Ctx, _objects: &Objects, _pods: &[PodRun]) -> Result<(), String> {
+    fn reconcile(
+        &mut self,
+        _ctx: &Ctx,
+        _objects: &Objects,
+        _pods: &[PodRun],
+    ) -> Result<(), String> {
         Ok(())
     }
 }
@@ -141,6 +149,200 @@ pub fn pod_ready(ctx: &Ctx, hooks: &mut [Box<dyn RuntimeHook>], pod: &PodRun) ->
         }
     }
     ready
+}
+
+/// How long after a failed sandbox the runtime tries again.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// The runtime's memory: the sandboxes it runs and the pods whose sandbox failed lately.
+struct Runtime {
+    ctx: Ctx,
+    hooks: Vec<Box<dyn RuntimeHook>>,
+    pods: BTreeMap<Key, Sandbox>,
+    failed: BTreeMap<Key, (Instant, String)>,
+}
+
+/// Runs the runtime of the cluster in `dir` until killed (`down` SIGTERMs it).
+pub fn run(dir: &Path) -> Result<(), LocalError> {
+    let mut rt = Runtime {
+        ctx: Ctx::load(dir)?,
+        hooks: hooks(),
+        pods: BTreeMap::new(),
+        failed: BTreeMap::new(),
+    };
+    log(format_args!(
+        "runtime of cluster {} started ({} nodes)",
+        rt.ctx.id, rt.ctx.nodes
+    ));
+    loop {
+        if let Err(e) = rt.tick() {
+            log(format_args!("tick failed: {e}"));
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+fn text<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn deleting(v: &Value) -> bool {
+    v.pointer("/metadata/deletionTimestamp").is_some()
+}
+
+impl Runtime {
+    fn tick(&mut self) -> Result<(), LocalError> {
+        let now = super::apply::timestamp();
+        let nodes = self.ctx.nodes;
+        let objects = store::update(&self.ctx.dir, |o| {
+            controllers::deployments(o, &now);
+            controllers::schedule(o, nodes);
+            Ok(o.clone())
+        })?;
+        self.teardown(&objects);
+        self.start(&objects);
+        for sb in self.pods.values_mut() {
+            sb.supervise();
+        }
+        self.write_status()?;
+        let runs: Vec<PodRun> = self.pods.values().map(|s| s.run.clone()).collect();
+        let objects = store::load(&self.ctx.dir)?;
+        for h in &mut self.hooks {
+            if let Err(e) = h.reconcile(&self.ctx, &objects, &runs) {
+                log(format_args!("{}: {e}", h.name()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the sandboxes of pods deleted, marked deleted or replaced (another uid).
+    fn teardown(&mut self, objects: &Objects) {
+        let gone: Vec<Key> = self
+            .pods
+            .iter()
+            .filter(|(k, sb)| {
+                objects
+                    .get(k)
+                    .is_none_or(|p| deleting(p) || text(p, "/metadata/uid") != sb.run.uid)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            let Some(mut sb) = self.pods.remove(&k) else {
+                continue;
+            };
+            match sandbox::destroy(&self.ctx, &mut sb) {
+                Ok(()) => log(format_args!("pod {k} removed")),
+                Err(e) => log(format_args!("pod {k} not fully removed: {e}")),
+            }
+            for h in &mut self.hooks {
+                h.sandbox_removed(&self.ctx, &sb.run);
+            }
+        }
+    }
+
+    /// Makes sandboxes for scheduled pods that have none.
+    fn start(&mut self, objects: &Objects) {
+        let now = Instant::now();
+        self.failed.retain(|_, (at, _)| *at + RETRY > now);
+        for p in objects.of_kind("Pod", None) {
+            let key = Key::of(p);
+            let finished = matches!(text(p, "/status/phase"), "Succeeded" | "Failed");
+            let node = controllers::node_number(text(p, "/spec/nodeName"))
+                .filter(|n| (1..=self.ctx.nodes).contains(n));
+            let Some(node) = node else { continue };
+            if deleting(p)
+                || finished
+                || self.pods.contains_key(&key)
+                || self.failed.contains_key(&key)
+            {
+                continue;
+            }
+            let hooks = &mut self.hooks;
+            let ctx = &self.ctx;
+            let mut ready = |run: &PodRun| -> Result<(), String> {
+                for h in hooks.iter_mut() {
+                    h.sandbox_ready(ctx, run)
+                        .map_err(|e| format!("{}: {e}", h.name()))?;
+                }
+                Ok(())
+            };
+            match sandbox::create(ctx, p, node, &mut ready) {
+                Ok(sb) => {
+                    log(format_args!(
+                        "pod {key} sandbox {} ip {} on node-{node}",
+                        sb.run.netns, sb.run.ip
+                    ));
+                    self.pods.insert(key, sb);
+                }
+                Err(e) => {
+                    log(format_args!(
+                        "pod {key} sandbox failed (retry in {}s): {e}",
+                        RETRY.as_secs()
+                    ));
+                    self.failed.insert(key, (now, e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Writes status and enrolment annotations of every pod, and removes finished deletions.
+    fn write_status(&mut self) -> Result<(), LocalError> {
+        let mut statuses = BTreeMap::new();
+        for (k, sb) in &self.pods {
+            let ready = pod_ready(&self.ctx, &mut self.hooks, &sb.run);
+            statuses.insert(k.clone(), sb.status(ready));
+        }
+        let redirected = self.redirected();
+        let (pods, failed) = (&self.pods, &self.failed);
+        store::update(&self.ctx.dir, |o| {
+            let keys: Vec<Key> = o.of_kind("Pod", None).map(Key::of).collect();
+            for k in keys {
+                let Some(p) = o.get_mut(&k) else { continue };
+                if deleting(p) && !pods.contains_key(&k) {
+                    o.remove(&k);
+                    continue;
+                }
+                if let Some(st) = statuses.get(&k) {
+                    if p.get("status") != Some(st) {
+                        p["status"] = st.clone();
+                    }
+                } else if let Some((_, e)) = failed.get(&k) {
+                    let st = json!({"phase": "Pending", "conditions": [{"type": "Ready", "status": "False",
+                        "reason": "SandboxFailed", "message": e}]});
+                    if p.get("status") != Some(&st) {
+                        p["status"] = st;
+                    }
+                }
+                let enrolled = redirected.contains(text(p, "/metadata/uid"));
+                let annotations = &mut p["metadata"]["annotations"];
+                let has = annotations.get(ANNOTATION_REDIRECTION).is_some();
+                if enrolled && !has {
+                    annotations[ANNOTATION_REDIRECTION] = Value::from("enabled");
+                } else if !enrolled
+                    && has
+                    && let Some(m) = annotations.as_object_mut()
+                {
+                    m.remove(ANNOTATION_REDIRECTION);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Uids the node agents marked `ambient.istio.io/redirection=enabled`.
+    fn redirected(&self) -> BTreeSet<String> {
+        (1..=self.ctx.nodes)
+            .filter_map(|n| {
+                let f = self.ctx.dir.join(node_name(n)).join("redirection.json");
+                std::fs::read(f)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<LocalStatus>(&b).ok())
+            })
+            .flat_map(|s| s.redirection.into_keys())
+            .collect()
+    }
 }
 
 /// A log line of the runtime (its stdout is `<state>/logs/runtime.log`).

@@ -146,8 +146,10 @@ pub fn update<R>(
 
 fn save(dir: &Path, objects: &Objects) -> Result<(), StoreError> {
     let items: Vec<&Value> = objects.0.values().collect();
-    let text = serde_json::to_vec_pretty(&serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}))
-        .map_err(|e| io("render", &store_file(dir))(std::io::Error::other(e)))?;
+    let text = serde_json::to_vec_pretty(
+        &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}),
+    )
+    .map_err(|e| io("render", &store_file(dir))(std::io::Error::other(e)))?;
     write_atomic(&store_file(dir), &text)
 }
 
@@ -283,21 +285,34 @@ mod tests {
         let config = dir.path().join(CONTROL_CONFIG_DIR);
         assert!(config.join("pod.shop.a.json").is_file());
         assert!(config.join("namespace._.shop.json").is_file());
-        assert!(!config.join("deployment.shop.d.json").exists(), "control does not read Deployments");
+        assert!(
+            !config.join("deployment.shop.d.json").exists(),
+            "control does not read Deployments"
+        );
         let cluster: LocalState = serde_yaml_ng::from_str(
             &std::fs::read_to_string(dir.path().join(CLUSTER_FILE)).unwrap(),
         )
         .unwrap();
-        assert_eq!(cluster.namespaces[0].labels["istio.io/dataplane-mode"], "ambient");
+        assert_eq!(
+            cluster.namespaces[0].labels["istio.io/dataplane-mode"],
+            "ambient"
+        );
         assert_eq!(cluster.pods[0].node_name, "node-2");
-        assert_eq!(cluster.pods[0].ips, vec!["10.2.0.5".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            cluster.pods[0].ips,
+            vec!["10.2.0.5".parse::<std::net::IpAddr>().unwrap()]
+        );
 
         let e = update(dir.path(), |o| {
             o.remove(&Key::of(&pod));
             Err::<(), _>(StoreError::Refused("no".into()))
         });
         assert!(e.is_err());
-        assert_eq!(load(dir.path()).unwrap().0.len(), 3, "a refused change stores nothing");
+        assert_eq!(
+            load(dir.path()).unwrap().0.len(),
+            3,
+            "a refused change stores nothing"
+        );
 
         update(dir.path(), |o| {
             o.remove(&Key::of(&pod));

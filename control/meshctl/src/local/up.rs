@@ -20,6 +20,8 @@ pub const READY_PORT: u16 = 15021;
 const CONTROL_SERVING: &str = "mesh-control serving";
 /// The mesh root control generates at its first start (ztunnels verify control with it).
 const ROOT_CERT: &str = "control/ca/root-cert.pem";
+/// The line the pod runtime logs once it runs.
+const RUNTIME_STARTED: &str = "runtime of cluster";
 /// The local-mode cluster-state file the node agents watch (pods and namespaces).
 pub const CLUSTER_FILE: &str = "cluster.yaml";
 
@@ -127,6 +129,7 @@ impl Builder {
             self.start_agent(n)?;
             self.start_ztunnel(n)?;
         }
+        self.start_runtime()?;
         self.state.ready = true;
         self.state.save(&self.dir)?;
         Ok(())
@@ -207,6 +210,29 @@ impl Builder {
         let root = self.path(ROOT_CERT);
         let r = components::wait_ready(&mut started, "serving its gRPC port", || {
             file_contains(&log, CONTROL_SERVING) && root.is_file()
+        });
+        self.keep(started);
+        r
+    }
+
+    /// The pod runtime (`meshctl local runtime`, see `runtime.rs`), in the root namespaces.
+    fn start_runtime(&mut self) -> Result<(), LocalError> {
+        let exe = std::env::current_exe().map_err(io("find the meshctl executable"))?;
+        let spec = Spec {
+            name: "runtime".into(),
+            netns: "",
+            exe,
+            args: vec![
+                "local".into(),
+                "runtime".into(),
+                "--state".into(),
+                arg(&self.dir),
+            ],
+        };
+        let mut started = self.start(spec)?;
+        let log = started.record.log.clone();
+        let r = components::wait_ready(&mut started, "its first tick", || {
+            file_contains(&log, RUNTIME_STARTED)
         });
         self.keep(started);
         r
