@@ -33,6 +33,14 @@ pub enum Command {
     /// The whole mesh on this machine, without Kubernetes.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Waypoints (istio-waypoint Gateways) of a cluster: apply, list, delete.
+    #[command(subcommand)]
+    Waypoint(crate::waypoint::WaypointCommand),
+    /// A node's ztunnel: its config from the admin API.
+    #[command(subcommand)]
+    Ztunnel(crate::ztunnel_cmd::ZtunnelCommand),
+    /// Explains what the mesh does with a connection from a pod to host:port.
+    Explain(crate::explain::ExplainArgs),
 }
 
 /// `meshctl echo` flags.
@@ -196,6 +204,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Echo(args) => run_echo(args),
+        Command::Waypoint(cmd) => crate::waypoint::run(cmd),
+        Command::Ztunnel(cmd) => crate::ztunnel_cmd::run(cmd),
+        Command::Explain(args) => crate::explain::run(args),
         Command::Local(LocalCommand::Up { state, nodes }) => {
             let report = local::up(&UpOptions { state, nodes })?;
             println!("{report}");

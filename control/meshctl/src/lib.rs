@@ -5,3 +5,7 @@
 pub mod cli;
 pub mod echo;
 pub mod local;
+// Cluster commands (kube-rs, and local mode where it makes sense).
+pub mod explain;
+pub mod waypoint;
+pub mod ztunnel_cmd;
