@@ -149,6 +149,16 @@ pub enum LocalCommand {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state: PathBuf,
     },
+    /// The cluster DNS server (a component `up` starts in node-1's netns; not for users).
+    #[command(hide = true)]
+    Dns {
+        /// State directory given to `up` (the records are `<state>/dns/records.json`).
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state: PathBuf,
+        /// Address to serve on.
+        #[arg(long, default_value_t = SocketAddr::from((local::dns::DNS_ADDR, 53)))]
+        listen: SocketAddr,
+    },
     /// Removes every namespace, link, rule and process `up` made, also after a crash.
     Down {
         /// State directory given to `up`.
@@ -256,7 +266,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             state,
         }) => {
             let ns = namespace.as_deref();
-            println!("{}", local::apply::label(&state, &kind, &name, ns, &changes)?);
+            println!(
+                "{}",
+                local::apply::label(&state, &kind, &name, ns, &changes)?
+            );
             Ok(())
         }
         Command::Local(LocalCommand::Exec {
@@ -274,6 +287,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Local(LocalCommand::Logs { component, state }) => {
             print!("{}", local::inspect::logs(&state, &component)?);
             Ok(())
+        }
+        Command::Local(LocalCommand::Dns { state, listen }) => {
+            Ok(local::dns::server::serve(&state, listen)?)
         }
         Command::Local(LocalCommand::Down { state }) => {
             let report = local::down(&DownOptions { state })?;

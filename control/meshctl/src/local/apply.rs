@@ -34,8 +34,8 @@ pub fn apply(dir: &Path, path: &Path) -> Result<Vec<String>, LocalError> {
         let mut lines = Vec::new();
         for obj in input {
             let key = Key::of(&obj);
-            let (obj, verb) = merge(objects.get(&key), obj, &key)?;
-            admit(&obj, objects)?;
+            let (mut obj, verb) = merge(objects.get(&key), obj, &key)?;
+            admit(&mut obj, objects)?;
             lines.push(format!("{} {verb}", show(&key)));
             objects.put(obj);
         }
@@ -111,8 +111,9 @@ fn set(obj: &mut Value, pointer: &str, v: Value) {
 
 /// Admission: checks of an object against the rest of the cluster before it is stored.
 /// Service ClusterIP allocation (helper B's `services.rs`) plugs in here.
-fn admit(obj: &Value, objects: &Objects) -> Result<(), StoreError> {
+fn admit(obj: &mut Value, objects: &Objects) -> Result<(), StoreError> {
     let key = Key::of(obj);
+    super::services::admit(obj, objects).map_err(StoreError::Refused)?;
     if !key.namespace.is_empty() && key.namespace != "default" && key.kind != "Namespace" {
         let ns = Key {
             kind: "Namespace".into(),

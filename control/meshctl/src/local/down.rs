@@ -84,6 +84,9 @@ pub fn down(opts: &DownOptions) -> Result<DownReport, LocalError> {
     if !left.is_empty() {
         return Err(LocalError::Leftovers(left.join(", ")));
     }
+    // Pods' resolv.conf dirs (named after their netns, so the prefix finds them all).
+    super::dns::server::sweep_etc_netns(&netns_prefix(&id))
+        .map_err(|e| LocalError::Leftovers(e.to_string()))?;
     remove_runtime_files(&dir, state.as_ref())?;
     Ok(report)
 }
@@ -128,6 +131,7 @@ fn remove_runtime_files(
         dir.join("cni"),
         dir.join(CLUSTER_FILE),
         dir.join(super::store::STORE_DIR),
+        dir.join("dns"),
     ];
     paths.extend((1..=nodes).map(|n| dir.join(format!("node-{n}"))));
     for p in paths {

@@ -133,7 +133,10 @@ pub trait RuntimeHook: Send {
 /// `Box::new(super::probe::Probes::default())` (readiness), `super::dns::...`,
 /// `super::kubeproxy::...`.
 pub fn hooks() -> Vec<Box<dyn RuntimeHook>> {
-    Vec::new()
+    vec![
+        Box::new(super::probe::hook::Probes::default()),
+        Box::new(super::services::hook::Networking::default()),
+    ]
 }
 
 /// Readiness of a pod: it runs, and no hook (readiness probe) says it is not ready. This is

@@ -9,6 +9,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde_json::Value;
 
+pub mod hook;
+
 /// The service CIDR: 10.255.0.0/16. Pod CIDRs are 10.N.0.0/24 with N <= 250 and the fabric is
 /// 172.30.0.0/24, so it overlaps neither.
 pub const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 255, 0, 0), 16);
@@ -292,6 +294,30 @@ pub fn assign_cluster_ips(existing: &[Value], incoming: &mut [Value]) -> Result<
         }
     }
     Ok(())
+}
+
+/// Admission of one object being applied (`apply::admit`): a Service gets its cluster IP
+/// ([`assign_cluster_ips`] against the stored services); a Pod's or Deployment template's
+/// readiness probes must be usable. The error is the message for the user.
+pub fn admit(obj: &mut Value, objects: &crate::local::store::Objects) -> Result<(), String> {
+    match obj["kind"].as_str() {
+        Some("Service") => {
+            let existing: Vec<Value> = objects.of_kind("Service", None).cloned().collect();
+            assign_cluster_ips(&existing, std::slice::from_mut(obj)).map_err(|e| e.to_string())
+        }
+        Some(kind @ ("Pod" | "Deployment")) => {
+            let pod = if kind == "Pod" {
+                &*obj
+            } else {
+                &obj["spec"]["template"]
+            };
+            let (ns, name) = ns_name(obj);
+            crate::local::probe::readiness_probes(pod)
+                .map(|_| ())
+                .map_err(|e| format!("{kind} {ns}/{name}: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn requested(obj: &Value) -> Option<&str> {

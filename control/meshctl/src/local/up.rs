@@ -125,6 +125,7 @@ impl Builder {
         }
         self.prepare_dirs()?;
         self.start_control()?;
+        self.start_dns()?;
         for n in 1..=count {
             self.start_agent(n)?;
             self.start_ztunnel(n)?;
@@ -233,6 +234,31 @@ impl Builder {
         let log = started.record.log.clone();
         let r = components::wait_ready(&mut started, "its first tick", || {
             file_contains(&log, RUNTIME_STARTED)
+        });
+        self.keep(started);
+        r
+    }
+
+    /// The cluster DNS (`meshctl local dns`) in node-1's netns on [`super::dns::DNS_ADDR`]:53.
+    fn start_dns(&mut self) -> Result<(), LocalError> {
+        let ns = node_netns(&self.state.id, 1);
+        let exe = std::env::current_exe().map_err(io("find meshctl's own executable"))?;
+        let args = vec![
+            "local".into(),
+            "dns".into(),
+            "--state".into(),
+            arg(&self.dir),
+        ];
+        let spec = Spec {
+            name: "dns".into(),
+            netns: &ns,
+            exe,
+            args,
+        };
+        let mut started = self.start(spec)?;
+        let log = started.record.log.clone();
+        let r = components::wait_ready(&mut started, "serving DNS", || {
+            file_contains(&log, super::dns::server::SERVING)
         });
         self.keep(started);
         r

@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use super::{DNS_ADDR, DOMAIN, Records, Zone, respond};
 
+/// The line the server logs once it serves (`up` waits for it).
+pub const SERVING: &str = "cluster DNS serving";
 /// How often the server checks the records file (also the socket's read timeout).
 pub const RELOAD_CHECK: Duration = Duration::from_millis(100);
 /// Where `ip netns exec <netns>` finds files to bind over `/etc` (iproute2's convention).
@@ -72,7 +74,7 @@ pub fn serve(dir: &Path, listen: SocketAddr) -> Result<(), DnsServerError> {
     let sock = UdpSocket::bind(listen).map_err(|e| DnsServerError::Bind(listen, e))?;
     sock.set_read_timeout(Some(RELOAD_CHECK))
         .map_err(|e| DnsServerError::Bind(listen, e))?;
-    println!("cluster DNS serving {listen} (zone {DOMAIN})");
+    println!("{SERVING} {listen} (zone {DOMAIN})");
     let file = records_file(dir);
     let mut zone = Zone::default();
     let mut seen = None;
