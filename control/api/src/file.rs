@@ -248,7 +248,7 @@ fn workload(w: FileWorkload) -> Workload {
         service_account: w.service_account,
         node: w.node,
         addresses: w.addresses,
-        labels: w.labels,
+        labels: w.labels.into(),
         protocol: w.protocol,
         waypoint: w.waypoint,
         trust_domain: w.trust_domain,

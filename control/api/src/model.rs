@@ -3,12 +3,14 @@
 //!
 //! Every type serializes to JSON with serde (ztunnel's `/config_dump` prints it).
 
+mod labels;
 pub mod names;
 mod selector;
 mod service;
 mod snapshot;
 mod workload;
 
+pub use labels::{LabelLookup, Labels};
 pub use selector::WorkloadSelector;
 pub use service::{Service, ServicePort};
 pub use snapshot::{ConfigSnapshot, SnapshotError, SnapshotParts};

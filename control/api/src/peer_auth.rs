@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{FieldError, WorkloadSelector, names};
+use crate::model::{FieldError, LabelLookup, WorkloadSelector, names};
 
 /// Whether a workload accepts plaintext connections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -194,7 +194,7 @@ pub fn effective_mode<'a>(
     policies: impl IntoIterator<Item = &'a PeerAuthentication>,
     root_namespace: &str,
     namespace: &str,
-    labels: &BTreeMap<String, String>,
+    labels: &(impl LabelLookup + ?Sized),
     port: Option<u16>,
 ) -> MtlsMode {
     let (mut mesh, mut ns, mut workload) = (None, None, None);

@@ -123,7 +123,7 @@ pub fn workload(
             .unwrap_or_else(|| "default".to_string()),
         node: spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
         addresses: pod_addresses(pod, warnings),
-        labels: labels(meta),
+        labels: labels(meta).into(),
         protocol: if enrolled {
             Protocol::Hbone
         } else {

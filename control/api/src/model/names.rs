@@ -1,7 +1,5 @@
 //! Validation of Kubernetes names, labels and SPIFFE identity parts.
 
-use std::collections::BTreeMap;
-
 use super::FieldError;
 
 /// Longest DNS-1123 label (namespaces, service names, label names).
@@ -92,8 +90,11 @@ pub fn label_value(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks every key and value of a label map; the error's field is the offending key.
-pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), FieldError> {
+/// Checks every key and value of a label map (a `&BTreeMap` or `&Labels`); the error's field is the
+/// offending key.
+pub fn validate_labels<'a>(
+    labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<(), FieldError> {
     for (k, v) in labels {
         label_key(k).map_err(|e| FieldError::new(k.as_str(), e))?;
         label_value(v).map_err(|e| FieldError::new(k.as_str(), e))?;

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::FieldError;
 use super::names;
+use super::{FieldError, LabelLookup};
 
 /// Istio `WorkloadSelector`: a workload matches when it carries every listed label.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,11 +17,11 @@ pub struct WorkloadSelector {
 }
 
 impl WorkloadSelector {
-    /// Whether `labels` carries every label of the selector.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    /// Whether `labels` (a workload's [`super::Labels`] or a map) carries every label of the selector.
+    pub fn matches<L: LabelLookup + ?Sized>(&self, labels: &L) -> bool {
         self.match_labels
             .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
+            .all(|(k, v)| labels.label(k) == Some(v.as_str()))
     }
 
     /// Checks label keys and values; errors name `matchLabels` under the caller's path.

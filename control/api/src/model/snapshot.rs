@@ -58,6 +58,26 @@ pub struct SnapshotParts {
     pub peer_authentications: Vec<PeerAuthentication>,
 }
 
+impl SnapshotParts {
+    /// Releases spare capacity of every list and workload (parts built by pushing, or decoded, keep up to
+    /// twice what they need; a ztunnel holds the workloads of the whole cluster).
+    pub fn shrink_to_fit(&mut self) {
+        self.workloads.shrink_to_fit();
+        for w in &mut self.workloads {
+            w.addresses.shrink_to_fit();
+            w.labels.shrink_to_fit();
+        }
+        self.services.shrink_to_fit();
+        for s in &mut self.services {
+            s.vips.shrink_to_fit();
+            s.ports.shrink_to_fit();
+            s.endpoints.shrink_to_fit();
+        }
+        self.authorization_policies.shrink_to_fit();
+        self.peer_authentications.shrink_to_fit();
+    }
+}
+
 /// Validated config with the indexes ztunnel needs per connection. Immutable: updates build a
 /// new snapshot (share it behind an `Arc` and swap it).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -127,6 +147,7 @@ impl ConfigSnapshot {
             parts.root_namespace = DEFAULT_ROOT_NAMESPACE.to_string();
         }
         names::dns_label(&parts.root_namespace).map_err(|m| FieldError::new("rootNamespace", m))?;
+        parts.shrink_to_fit();
         let (mut by_ip, mut by_uid) = (HashMap::new(), HashMap::new());
         for (i, w) in parts.workloads.iter().enumerate() {
             let path = |i: usize| format!("workloads[{i}]");

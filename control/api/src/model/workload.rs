@@ -1,11 +1,10 @@
 //! Workloads (pods) as the proxies see them.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DEFAULT_TRUST_DOMAIN, DEFAULT_WAYPOINT_PORT, FieldError, names};
+use super::{DEFAULT_TRUST_DOMAIN, DEFAULT_WAYPOINT_PORT, FieldError, Labels, names};
 use crate::identity::PeerIdentity;
 
 /// Labels, in Istio's order of preference, that name a workload's canonical service.
@@ -92,9 +91,9 @@ pub struct Workload {
     /// Pod IPs. Empty while the pod has none (it is then unreachable).
     #[serde(default)]
     pub addresses: Vec<IpAddr>,
-    /// Pod labels (selectors of services and policies match them).
+    /// Pod labels (selectors of services and policies match them); a compact sorted map.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// Whether the pod is enrolled in the mesh.
     #[serde(default)]
     pub protocol: Protocol,
@@ -115,7 +114,7 @@ impl Default for Workload {
             service_account: String::new(),
             node: String::new(),
             addresses: Vec::new(),
-            labels: BTreeMap::new(),
+            labels: Labels::new(),
             protocol: Protocol::Hbone,
             waypoint: None,
             trust_domain: default_trust_domain(),
@@ -174,7 +173,7 @@ impl Workload {
     }
 }
 
-fn first_label<'a>(labels: &'a BTreeMap<String, String>, keys: &[&str]) -> Option<&'a str> {
+fn first_label<'a>(labels: &'a Labels, keys: &[&str]) -> Option<&'a str> {
     keys.iter()
         .find_map(|k| labels.get(*k))
         .map(String::as_str)

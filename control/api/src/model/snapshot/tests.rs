@@ -1,7 +1,5 @@
 //! Snapshot validation, indexes and policy scoping.
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::authz::AuthorizationPolicyResource;
 use crate::model::{Protocol, ServicePort, WaypointRef};
@@ -22,7 +20,7 @@ fn wl(ns: &str, name: &str, addr: &str, labels: &[(&str, &str)]) -> Workload {
         labels: labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
+            .collect(),
         protocol: Protocol::Hbone,
         ..Default::default()
     }
