@@ -3,7 +3,9 @@
 //! namespaces, printed as one table with ratios to direct.
 
 pub mod counters;
+pub mod cpu;
 pub mod env;
+pub mod http;
 pub mod measure;
 pub mod proc_status;
 pub mod report;
@@ -17,7 +19,7 @@ use clap::Parser;
 
 pub use env::BenchEnv;
 pub use measure::{Results, Settings};
-pub use variant::{Direct, Variant, Ztunnel, all_variants};
+pub use variant::{Direct, Variant, Waypoint, Ztunnel, all_variants};
 
 /// First argument that makes the binary act as `mesh-testapp` (used inside the pods).
 pub const TESTAPP_SUBCOMMAND: &str = "testapp";
@@ -35,6 +37,12 @@ pub struct Options {
     /// Messages per second of the latency measure (sockperf ping-pong, 1 KiB messages).
     #[arg(long, default_value_t = 2000)]
     pub rate: u32,
+    /// Requests per second of the HTTP measure (1 KiB POST bodies, fixed rate).
+    #[arg(long, default_value_t = 1000)]
+    pub http_rate: u32,
+    /// Kept-alive connections of the HTTP measure.
+    #[arg(long, default_value_t = 8)]
+    pub http_connections: usize,
     /// Parallel client loops of the connection-rate measure.
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
@@ -78,6 +86,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         duration: Duration::from_secs(opts.seconds.max(1)),
         rate: opts.rate,
         concurrency: opts.concurrency.max(1),
+        http_rate: opts.http_rate.max(1),
+        http_connections: opts.http_connections.max(1),
         testapp: std::env::current_exe()
             .context("cannot find our own executable to run the test app")?,
         hold: opts.hold,

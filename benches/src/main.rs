@@ -13,6 +13,12 @@ fn main() -> ExitCode {
     {
         return mesh_testbed::testapp::cli::main_from(args.into_iter().skip(1));
     }
+    if args
+        .get(1)
+        .is_some_and(|a| a == mesh_benches::http::HTTP_SUBCOMMAND)
+    {
+        return mesh_benches::http::main_from(args.into_iter().skip(1));
+    }
     let opts = mesh_benches::Options::parse();
     match mesh_benches::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! The measures, run the same way for every variant.
 
 mod connrate;
+pub mod http;
 mod iperf;
 mod sockperf;
 
@@ -21,6 +22,8 @@ pub const IPERF_PORT: u16 = 5201;
 pub const SOCKPERF_PORT: u16 = 11111;
 /// Test-app echo server port (connection rate).
 pub const ECHO_PORT: u16 = 7000;
+/// HTTP echo server port (`mesh-benches http echo`).
+pub const HTTP_PORT: u16 = 8080;
 /// How long servers get to start listening.
 const SERVER_START: Duration = Duration::from_secs(10);
 /// Slack added to a measure's duration before its client is considered hung.
@@ -35,6 +38,10 @@ pub struct Settings {
     pub rate: u32,
     /// Connection-rate client loops.
     pub concurrency: usize,
+    /// HTTP measure rate (requests per second, 1 KiB bodies).
+    pub http_rate: u32,
+    /// Kept-alive connections of the HTTP measure.
+    pub http_connections: usize,
     /// The executable that runs the test app (`<it> testapp ...`).
     pub testapp: PathBuf,
     /// Once the variant is ready, print where everything runs and wait for a line on stdin
@@ -110,13 +117,24 @@ fn start_servers(env: &BenchEnv, settings: &Settings) -> anyhow::Result<Servers>
     )?;
     echo.wait_for_output(READY_LINE, SERVER_START)
         .context("echo server did not start")?;
+    let mut http = pod.spawn(
+        &settings.testapp,
+        &[
+            crate::http::HTTP_SUBCOMMAND,
+            "echo",
+            "--port",
+            &HTTP_PORT.to_string(),
+        ],
+    )?;
+    http.wait_for_output(mesh_testbed::echo::READY_LINE, SERVER_START)
+        .context("HTTP echo server did not start")?;
     for port in [IPERF_PORT, SOCKPERF_PORT] {
         pod.netns
             .wait_listening(port, SERVER_START)
             .context("iperf3/sockperf server did not start")?;
     }
     Ok(Servers {
-        _procs: vec![iperf, sockperf, echo],
+        _procs: vec![iperf, sockperf, echo, http],
     })
 }
 
@@ -144,6 +162,14 @@ fn measure_all(
     if settings.hold {
         hold(env)?;
     }
+    // HTTP first, so that the proxies' memory and CPU reflect that load alone; its rows go last.
+    let http = http::latency(
+        env,
+        variant.target(env, HTTP_PORT),
+        settings,
+        &variant.watched(),
+    )?;
+    variant.after_http(env)?;
     let mut rows = Vec::new();
     for streams in [1, 4] {
         let target = variant.target(env, IPERF_PORT);
@@ -173,6 +199,24 @@ fn measure_all(
         "count",
         false,
     ));
+    let at = format!("1 KiB POST @ {}/s", settings.http_rate);
+    let r = &http.report;
+    rows.push(Row::new(format!("HTTP p50 ({at})"), r.p50_us, "us", false));
+    rows.push(Row::new(format!("HTTP p99 ({at})"), r.p99_us, "us", false));
+    rows.push(Row::new(
+        "HTTP failed requests",
+        r.errors as f64,
+        "count",
+        false,
+    ));
+    for (label, cores) in &http.cpu {
+        rows.push(Row::new(
+            format!("{label} CPU ({at})"),
+            *cores,
+            "cores",
+            false,
+        ));
+    }
     for (name, value, unit) in variant.extra(env)? {
         rows.push(Row::new(name, value, &unit, false));
     }
@@ -185,10 +229,15 @@ fn measure_all(
 
 /// Prints the namespaces and server ports, then waits for a line (or end of input) on stdin.
 fn hold(env: &BenchEnv) -> anyhow::Result<()> {
-    let nodes: Vec<&str> = env.topology.nodes().iter().map(|n| n.netns.name()).collect();
+    let nodes: Vec<&str> = env
+        .topology
+        .nodes()
+        .iter()
+        .map(|n| n.netns.name())
+        .collect();
     eprintln!(
         "mesh-benches: holding. client pod netns {} ({}), server pod netns {} ({}), nodes {}; \
-         servers: iperf3 {IPERF_PORT}, sockperf {SOCKPERF_PORT}, echo {ECHO_PORT}. \
+         servers: iperf3 {IPERF_PORT}, sockperf {SOCKPERF_PORT}, echo {ECHO_PORT}, HTTP {HTTP_PORT}. \
          Press Enter to measure.",
         env.client.netns.name(),
         env.client.ip,

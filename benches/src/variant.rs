@@ -6,10 +6,12 @@
 //! namespaces), and add it to [`all_variants`]. The first variant is the baseline of the
 //! ratios in the report.
 
+mod waypoint;
 mod ztunnel;
 
 use std::net::SocketAddr;
 
+pub use waypoint::{WAYPOINT_BIN_ENV, Waypoint, locate_waypoint};
 pub use ztunnel::{MIN_TUNNELLED, ZTUNNEL_BIN_ENV, Ztunnel, locate_binary};
 
 use crate::env::BenchEnv;
@@ -31,6 +33,17 @@ pub trait Variant {
     /// The address the client dials to reach server port `port` (a pod IP, a service VIP...).
     fn target(&self, env: &BenchEnv, port: u16) -> SocketAddr {
         SocketAddr::from((env.server.ip, port))
+    }
+
+    /// Processes whose CPU use is reported during the HTTP measure, as (label, pid).
+    fn watched(&self) -> Vec<(String, u32)> {
+        Vec::new()
+    }
+
+    /// Called right after the HTTP measure (the first one), e.g. to read proxy memory under
+    /// that load alone.
+    fn after_http(&mut self, _env: &BenchEnv) -> anyhow::Result<()> {
+        Ok(())
     }
 
     /// Extra numbers gathered after the measures (e.g. proxy memory), as (name, value, unit).
@@ -55,5 +68,9 @@ impl Variant for Direct {
 
 /// Every known variant, baseline first.
 pub fn all_variants() -> Vec<Box<dyn Variant>> {
-    vec![Box::new(Direct), Box::new(Ztunnel::default())]
+    vec![
+        Box::new(Direct),
+        Box::new(Ztunnel::default()),
+        Box::new(Waypoint::default()),
+    ]
 }

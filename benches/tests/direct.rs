@@ -11,14 +11,16 @@ fn direct_variant_measures_every_row() {
         duration: Duration::from_secs(1),
         rate: 1000,
         concurrency: 1,
+        http_rate: 200,
+        http_connections: 2,
         testapp: PathBuf::from(env!("CARGO_BIN_EXE_mesh-benches")),
         hold: false,
     };
     let results = measure::run_variant(Box::new(Direct), &settings).expect("direct run");
     assert_eq!(results.variant, "direct");
-    assert_eq!(results.rows.len(), 6, "{results:?}");
+    assert_eq!(results.rows.len(), 9, "{results:?}");
     for row in &results.rows {
-        if row.name == "failed connections" {
+        if row.name.contains("failed") {
             assert_eq!(row.value, 0.0, "{row:?}");
         } else {
             assert!(row.value.is_finite() && row.value > 0.0, "{row:?}");
@@ -27,6 +29,15 @@ fn direct_variant_measures_every_row() {
     let p50 = results.rows[2].value;
     let p99 = results.rows[3].value;
     assert!(p50 <= p99, "p50 {p50} > p99 {p99}");
+    let http = |prefix: &str| {
+        results
+            .rows
+            .iter()
+            .find(|r| r.name.starts_with(prefix))
+            .map(|r| r.value)
+            .unwrap_or_else(|| panic!("no row {prefix:?}"))
+    };
+    assert!(http("HTTP p50") <= http("HTTP p99"));
     let table = report::table(&[results]);
     assert!(table.contains("throughput, 4 streams"), "{table}");
 }

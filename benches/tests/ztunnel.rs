@@ -13,6 +13,8 @@ fn ztunnel_variant_tunnels_every_measure_and_reports_memory() {
         duration: Duration::from_secs(1),
         rate: 500,
         concurrency: 1,
+        http_rate: 200,
+        http_connections: 2,
         testapp: PathBuf::from(env!("CARGO_BIN_EXE_mesh-benches")),
         hold: false,
     };
@@ -20,7 +22,7 @@ fn ztunnel_variant_tunnels_every_measure_and_reports_memory() {
         measure::run_variant(Box::new(Ztunnel::default()), &settings).expect("ztunnel run");
     assert_eq!(results.variant, "ztunnel");
     let names: Vec<&str> = results.rows.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(results.rows.len(), 8, "{names:?}");
+    assert_eq!(results.rows.len(), 11, "{names:?}");
     let value = |name: &str| {
         results
             .rows

@@ -55,6 +55,19 @@ pub enum L7Error {
     },
 }
 
+/// The files a waypoint is started with.
+#[derive(Debug, Clone)]
+pub struct WaypointFiles {
+    /// Mesh config (the ztunnel file format).
+    pub config: PathBuf,
+    /// CA certificate (testing mode: the waypoint signs its own certificate).
+    pub ca_cert: PathBuf,
+    /// CA key.
+    pub ca_key: PathBuf,
+    /// Routes directory.
+    pub routes: PathBuf,
+}
+
 /// A running waypoint in a pod.
 pub struct Waypoint {
     process: Process,
@@ -67,17 +80,37 @@ impl Waypoint {
     /// pod's) with the mesh's config file and CA and an empty routes directory; waits until it
     /// listens on 15008.
     pub fn start(mesh: &Mesh, pod: &Pod, namespace: &str, sa: &str) -> Result<Self, L7Error> {
-        let routes = mesh.dir().join(format!("routes-{}", pod.name));
+        let files = WaypointFiles {
+            config: mesh.dir().join("ztunnel.yaml"),
+            ca_cert: mesh.dir().join("ca.pem"),
+            ca_key: mesh.dir().join("ca-key.pem"),
+            routes: mesh.dir().join(format!("routes-{}", pod.name)),
+        };
+        Self::start_with(&bin_path("waypoint"), pod, &files, namespace, sa)
+    }
+
+    /// Starts the waypoint binary `bin` (e.g. a release build) in `pod` with `files` (the routes
+    /// directory is created if missing); for harnesses that own their topology, such as
+    /// `mesh-benches`. Runtime workers and log filter come from `WAYPOINT_WORKERS` (default: one
+    /// per core) and `WAYPOINT_LOG` (default `info`).
+    pub fn start_with(
+        bin: &Path,
+        pod: &Pod,
+        files: &WaypointFiles,
+        namespace: &str,
+        sa: &str,
+    ) -> Result<Self, L7Error> {
+        let routes = files.routes.clone();
         std::fs::create_dir_all(&routes).map_err(|e| L7Error::Io(routes.clone(), e))?;
-        let files = [
-            mesh.dir().join("ztunnel.yaml"),
-            mesh.dir().join("ca.pem"),
-            mesh.dir().join("ca-key.pem"),
-        ];
         let arg = |p: &Path| p.display().to_string();
-        let mut cmd = pod.command(bin_path("waypoint"));
-        cmd.args(["--config", &arg(&files[0]), "--routes", &arg(&routes)])
-            .args(["--ca-cert", &arg(&files[1]), "--ca-key", &arg(&files[2])])
+        let mut cmd = pod.command(bin);
+        cmd.args(["--config", &arg(&files.config), "--routes", &arg(&routes)])
+            .args([
+                "--ca-cert",
+                &arg(&files.ca_cert),
+                "--ca-key",
+                &arg(&files.ca_key),
+            ])
             .args(["--namespace", namespace, "--service-account", sa])
             .args(["--ip", &pod.ip.to_string()])
             .args([
