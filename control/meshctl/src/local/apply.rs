@@ -151,7 +151,8 @@ pub fn delete(dir: &Path, path: &Path) -> Result<Vec<String>, LocalError> {
     let (lines, pods) = store::update(dir, |objects| {
         let mut lines = Vec::new();
         let mut pods = Vec::new();
-        for obj in &input {
+        // In reverse: objects before the namespace listed above them.
+        for obj in input.iter().rev() {
             let key = Key::of(obj);
             if objects.get(&key).is_none() {
                 lines.push(format!("{} not found", show(&key)));
@@ -177,6 +178,7 @@ pub fn delete(dir: &Path, path: &Path) -> Result<Vec<String>, LocalError> {
             }
             lines.push(format!("{} deleted", show(&key)));
         }
+        lines.reverse();
         Ok((lines, pods))
     })?;
     wait_gone(dir, &pods, DELETE_WAIT)?;

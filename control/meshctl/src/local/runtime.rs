@@ -1,7 +1,8 @@
 //! The pod runtime of a local cluster: `meshctl local runtime --state DIR` (hidden), started by
 //! `up` as a component (recorded in `state.json`, log `<state>/logs/runtime.log`), runs in the
-//! root network and mount namespace (so the pod namespaces it adds under `/run/netns` are
-//! visible to everyone) until `down` stops it.
+//! root mount namespace (so the pod namespaces it adds under `/run/netns` are visible to
+//! everyone) and node-1's network namespace (which it enters itself, so `down`'s sweep finds it)
+//! until `down` stops it.
 //!
 //! # Design (for the hooks of services, DNS, kube-proxy and probes)
 //!
@@ -167,8 +168,17 @@ struct Runtime {
 
 /// Runs the runtime of the cluster in `dir` until killed (`down` SIGTERMs it).
 pub fn run(dir: &Path) -> Result<(), LocalError> {
+    let ctx = Ctx::load(dir)?;
+    // Into node-1's network namespace (the mount namespace stays the root one, so the pod
+    // namespaces added under /run/netns are visible to all): `down`'s sweep of the node
+    // namespaces then stops the runtime even when the state file is lost.
+    let node1 = super::network::node_netns(&ctx.id, 1);
+    let path = format!("/run/netns/{node1}");
+    let ns = std::fs::File::open(&path).map_err(super::io(format!("open {path}")))?;
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| super::io(format!("enter {path}"))(e.into()))?;
     let mut rt = Runtime {
-        ctx: Ctx::load(dir)?,
+        ctx,
         hooks: hooks(),
         pods: BTreeMap::new(),
         failed: BTreeMap::new(),

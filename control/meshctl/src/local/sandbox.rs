@@ -163,6 +163,25 @@ pub fn create(
     Ok(sb)
 }
 
+/// The environment of the first container of stored pod `pod` (what `exec` runs with), when
+/// it has a node and an address.
+pub fn exec_env(ctx: &Ctx, pod: &Value) -> Option<Vec<(String, String)>> {
+    let key = Key::of(pod);
+    let run = PodRun {
+        netns: ctx.pod_netns(&key.namespace, &key.name),
+        uid: pod["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        node: super::controllers::node_number(pod["spec"]["nodeName"].as_str()?)?,
+        ip: pod["status"]["podIP"].as_str()?.parse().ok()?,
+        key,
+        pod: pod.clone(),
+        running: true,
+    };
+    containers(ctx, pod, &run).into_iter().next().map(|c| c.env)
+}
+
 /// The containers of `pod` with their environment (DESIGN.md 7).
 fn containers(ctx: &Ctx, pod: &Value, run: &PodRun) -> Vec<Container> {
     let spec = &pod["spec"];

@@ -216,7 +216,8 @@ impl Builder {
         r
     }
 
-    /// The pod runtime (`meshctl local runtime`, see `runtime.rs`), in the root namespaces.
+    /// The pod runtime (`meshctl local runtime`, see `runtime.rs`): started in the root
+    /// namespaces, it moves itself into node-1's network namespace.
     fn start_runtime(&mut self) -> Result<(), LocalError> {
         let exe = std::env::current_exe().map_err(io("find the meshctl executable"))?;
         let spec = Spec {

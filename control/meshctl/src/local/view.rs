@@ -237,7 +237,8 @@ pub fn pod_key(target: &str) -> Result<Key, ViewError> {
 }
 
 /// Runs `command` in the netns and DNS view of pod `target` (`ip netns exec`, which bind-mounts
-/// `/etc/netns/<netns>/resolv.conf`), with stdio inherited; returns its exit code.
+/// `/etc/netns/<netns>/resolv.conf`) with the environment of the pod's first container and
+/// stdio inherited; returns its exit code.
 pub fn exec(dir: &Path, target: &str, command: &[String]) -> Result<i32, LocalError> {
     let state = inspect::cluster(dir)?;
     let key = pod_key(target).map_err(|e| io("exec")(std::io::Error::other(e)))?;
@@ -251,9 +252,16 @@ pub fn exec(dir: &Path, target: &str, command: &[String]) -> Result<i32, LocalEr
             target.into(),
         ))));
     }
+    let ctx = super::runtime::Ctx::load(dir)?;
+    let env = objects
+        .get(&key)
+        .and_then(|p| super::sandbox::exec_env(&ctx, p))
+        .unwrap_or_default();
     let status = Command::new("ip")
         .args(["netns", "exec", &netns])
         .args(command)
+        .env_clear()
+        .envs(env)
         .status()
         .map_err(io(format!("run {:?} in pod {target}", command.join(" "))))?;
     use std::os::unix::process::ExitStatusExt;
