@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use mesh_api::authz::{Action, ConnAttrs, Decision, DenyReason, Policy};
+use mesh_api::authz::{Action, ConnAttrs, Decision, Policy};
 use mesh_api::l7::SimpleRequest;
 use mesh_api::l7::authz::{HttpAttrs, applicable};
 use mesh_api::{ConfigSnapshot, MtlsMode, PeerIdentity, Protocol, Service, Workload};
@@ -194,14 +194,16 @@ pub fn endpoint_hop(
         Some(id) => format!("HBONE (mTLS as {})", id.principal()),
         None => "plaintext (captured on 15006)".to_owned(),
     };
-    if let Some(wp) = &w.waypoint {
+    // Only HBONE is checked against the waypoint; plaintext inbound (15006) is not (ztunnel's
+    // inbound_plain: STRICT, then policy).
+    if let Some(wp) = w.waypoint.as_ref().filter(|_| peer.identity.is_some()) {
         let expected = cfg.workload_by_ip(wp.address).map(|x| x.uid.clone());
         if peer.waypoint_uid.is_none() || peer.waypoint_uid != expected {
             hop.verdict = "deny".to_owned();
             hop.reason = format!(
                 "{} takes traffic only from its waypoint ({}); the peer is not it",
                 w.name,
-                super::super::ztunnel_cmd::dump::waypoint_name(cfg, Some(wp))
+                crate::ztunnel_cmd::dump::waypoint_name(cfg, Some(wp))
             );
             return hop;
         }
@@ -302,9 +304,7 @@ fn verdict(d: &Decision, entries: &[PolicyEntry]) -> (String, String) {
             };
             ("allow".to_owned(), reason)
         }
-        Decision::Deny(r @ (DenyReason::DeniedBy(_) | DenyReason::NoAllowMatch(_))) => {
-            ("deny".to_owned(), r.to_string())
-        }
+        Decision::Deny(r) => ("deny".to_owned(), r.to_string()),
     }
 }
 
