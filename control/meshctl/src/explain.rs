@@ -416,3 +416,50 @@ pub async fn explain_live(
     };
     explain(&configs, &source, (ns, pod), (host, port))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    #[test]
+    fn the_command_lines_parse() {
+        let cli = Cli::try_parse_from([
+            "meshctl",
+            "explain",
+            "shop/client",
+            "web:80",
+            "--config",
+            "f.yaml",
+            "-o",
+            "json",
+        ])
+        .unwrap();
+        let Command::Explain(a) = cli.command else {
+            panic!("not explain")
+        };
+        assert_eq!(
+            (a.pod.as_str(), a.destination.as_str()),
+            ("shop/client", "web:80")
+        );
+        assert_eq!(a.config, Some(PathBuf::from("f.yaml")));
+        assert!(
+            Cli::try_parse_from([
+                "meshctl",
+                "explain",
+                "shop/client",
+                "web:80",
+                "--config",
+                "f",
+                "--local"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["meshctl", "explain", "shop/client"]).is_err());
+        assert_eq!(
+            parse_destination("[2001:db8::1]:443").unwrap(),
+            ("[2001:db8::1]".to_owned(), 443)
+        );
+    }
+}

@@ -365,6 +365,52 @@ mod tests {
     }
 
     #[test]
+    fn the_command_lines_parse() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser;
+        let parse = |args: &[&str]| Cli::try_parse_from([&["meshctl"], args].concat());
+        let cli = parse(&[
+            "ztunnel", "config", "node-2", "services", "-o", "json", "--state", "/tmp/s",
+        ])
+        .unwrap();
+        let Command::Ztunnel(ZtunnelCommand::Config(a)) = cli.command else {
+            panic!("not ztunnel config")
+        };
+        assert_eq!((a.node.as_str(), a.section), ("node-2", Section::Services));
+        assert_eq!(a.output.as_deref(), Some("json"));
+        assert_eq!(
+            a.target.target(Path::new("/nonexistent")),
+            Target::Local("/tmp/s".into())
+        );
+        let cli = parse(&["ztunnel", "config", "node-1", "--context", "kind"]).unwrap();
+        let Command::Ztunnel(ZtunnelCommand::Config(a)) = cli.command else {
+            panic!("not ztunnel config")
+        };
+        assert_eq!(a.section, Section::All);
+        assert_eq!(
+            a.target.target(Path::new("/nonexistent")),
+            Target::Cluster {
+                context: Some("kind".into()),
+                namespace: DEFAULT_ZTUNNEL_NAMESPACE.into()
+            }
+        );
+        assert!(parse(&["ztunnel", "config", "node-1", "routes"]).is_err());
+        assert!(
+            parse(&[
+                "ztunnel",
+                "config",
+                "node-1",
+                "--netns",
+                "n",
+                "--context",
+                "c"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["ztunnel", "config", "node-1", "-o", "yaml"]).is_err());
+    }
+
+    #[test]
     fn local_nodes_map_to_their_netns_and_unknown_ones_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let e = local_node_netns(dir.path(), "node-1")

@@ -213,6 +213,44 @@ mod tests {
     }
 
     #[test]
+    fn the_command_lines_parse() {
+        use crate::cli::{Cli, Command};
+        use crate::waypoint::WaypointCommand;
+        use clap::Parser;
+        let parse = |args: &[&str]| Cli::try_parse_from([&["meshctl", "waypoint"], args].concat());
+        let cli = parse(&[
+            "apply",
+            "-n",
+            "shop",
+            "--for",
+            "workload",
+            "--enroll-namespace",
+            "--context",
+            "kind",
+        ])
+        .unwrap();
+        let Command::Waypoint(WaypointCommand::Apply(a)) = cli.command else {
+            panic!("not apply")
+        };
+        assert_eq!(a.namespace.as_deref(), Some("shop"));
+        assert_eq!(
+            (a.name.as_str(), a.for_, a.enroll_namespace),
+            ("waypoint", WaypointFor::Workload, true)
+        );
+        assert_eq!(a.kube.context.as_deref(), Some("kind"));
+        let cli = parse(&["list", "-A", "-o", "json"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Waypoint(WaypointCommand::List(l)) if l.all_namespaces)
+        );
+        let cli = parse(&["delete", "--name", "wp", "-n", "shop"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Waypoint(WaypointCommand::Delete(d)) if d.name == "wp")
+        );
+        assert!(parse(&["apply", "--for", "everything"]).is_err());
+        assert!(parse(&["list", "-n", "shop", "-A"]).is_err());
+    }
+
+    #[test]
     fn names_must_be_dns_labels() {
         assert!(validate_name("waypoint").is_ok());
         let e = validate_name("Bad_Name").unwrap_err().to_string();
