@@ -2,9 +2,9 @@
 //! `apply` of a namespace labelled ambient with an echo server pinned to node-2 and a client on
 //! node-1; the runtime wires each pod through the real CNI chain (bridge + host-local +
 //! mesh-cni) and runs its command; `exec` reaches the server across nodes through ztunnel
-//! (HBONE, counted by the destination ztunnel); labelling the namespace unenrols and enrols
-//! live; Deployments, restart policies, invalid input rejected whole, `delete` and `down` leave
-//! no pod netns and no process.
+//! (HBONE, counted by the destination ztunnel), by pod IP and by Service name; labelling the
+//! namespace unenrols and enrols live; Deployments, restart policies, invalid input rejected
+//! whole, `delete` and `down` leave no pod netns and no process.
 
 // Helpers of an integration test: clippy's test exemption does not reach them.
 #![allow(clippy::unwrap_used)]
@@ -219,6 +219,13 @@ spec:
     env: [{{name: EXTRA, value: "x y"}}]
 ---
 apiVersion: v1
+kind: Service
+metadata: {{name: server, namespace: shop}}
+spec:
+  selector: {{app: server}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
 kind: Pod
 metadata: {{name: client, namespace: shop}}
 spec:
@@ -277,6 +284,21 @@ fn pods_run_through_the_cni_chain_and_talk_across_nodes_through_ztunnel() {
     c.wait("the destination ztunnel counting the connection", || {
         (inbound_connections(&id, 2) > before).then_some(())
     });
+    // And by the Service's name (cluster DNS, VIP resolved by ztunnel), again through ztunnel.
+    let before = inbound_connections(&id, 2);
+    let body = c.wait("the server answering by its service name", || {
+        let out = c.exec(
+            "shop/client",
+            &["curl", "-sf", "--max-time", "5", "http://server.shop/"],
+        );
+        out.status.success().then(|| text(&out.stdout))
+    });
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["pod"], "server");
+    c.wait(
+        "the destination ztunnel counting the service connection",
+        || (inbound_connections(&id, 2) > before).then_some(()),
+    );
 
     // exec: arguments unchanged, no shell, the command's stdout and exit code.
     let out = c.exec("shop/server", &["printf", "%s|%s|%s", "a b", "$HOME", "*"]);
