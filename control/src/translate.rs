@@ -10,6 +10,7 @@
 //!   `service`) decides whether it serves services, workloads, all or none;
 //! - invalid policies fail closed (see [`policy`]).
 
+pub mod l7;
 pub mod policy;
 pub mod service;
 pub mod waypoint;

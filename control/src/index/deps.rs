@@ -7,7 +7,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use super::{Dirty, Index, Resource, resource_name, workload_name};
 use crate::objects::{Kind, Object, ObjectKey};
 use crate::translate::service::{self, PodWorkload};
-use crate::translate::{LABEL_GATEWAY_NAME, LABEL_SERVICE_NAME, Warning, label, policy, workload};
+use crate::translate::{
+    LABEL_GATEWAY_NAME, LABEL_SERVICE_NAME, Warning, l7, label, policy, workload,
+};
 
 /// Records what a change of `key` (from `old` to `new`) makes dirty.
 pub(super) fn note(
@@ -142,18 +144,12 @@ pub(super) fn translate(
             | Kind::VirtualService
             | Kind::DestinationRule),
             o,
-        ) => {
-            let json = serde_json::json!({
-                "apiVersion": kind.api_version(),
-                "kind": kind.to_string(),
-                "metadata": o.metadata,
-                "spec": o.spec,
-            });
-            Some((
+        ) => l7::l7_object(*kind, o, &mut warnings).map(|json| {
+            (
                 resource_name(*kind, &key.namespace, &key.name),
-                Resource::L7Object(json.to_string()),
-            ))
-        }
+                Resource::L7Object(json),
+            )
+        }),
         _ => None,
     };
     (out, warnings)
