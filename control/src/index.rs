@@ -52,6 +52,9 @@ pub struct Entry {
     pub hash: u64,
     /// The resource.
     pub resource: Arc<Resource>,
+    /// Its name, shared with every stream's record of what it sent (one allocation per resource, not per
+    /// resource and stream).
+    pub name: Arc<str>,
 }
 
 /// Objects and their translation.
@@ -382,12 +385,14 @@ impl Index {
         }
         let version = self.bump(&name);
         let hash = content_hash(&resource);
+        let shared = Arc::from(name.as_str());
         self.resources.insert(
             name,
             Entry {
                 version,
                 hash,
                 resource: Arc::new(resource),
+                name: shared,
             },
         );
         wake

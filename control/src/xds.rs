@@ -5,4 +5,4 @@
 mod server;
 pub mod view;
 
-pub use server::{ConfigService, delta};
+pub use server::{ConfigService, Sent, Undo, delta};

@@ -1,15 +1,15 @@
-//! The scale target: 10,000 pods, 1,000 services, 1,000 policies. Full translation and the incremental
-//! cost of one pod change, measured (printed) and bounded generously so the test holds in debug builds on a
-//! loaded machine; `cargo nextest run --release -p mesh-control --test scale` shows the real numbers.
+//! The scale: 10,000 pods, 1,000 services, 1,000 policies. Checks that a full translation produces every
+//! resource and that one pod change stays incremental (one resource changed, one resource per stream); times are
+//! printed only (no timing thresholds in tests): the release figures come from
+//! `cargo run -p mesh-benches --release --example control_scale` (benches/README.md).
 
 use std::time::{Duration, Instant};
-
-use std::collections::HashMap;
 
 use mesh_control::index::{Change, Index};
 use mesh_control::objects::Object;
 use mesh_control::translate::Options;
 use mesh_control::xds::view::Subscriber;
+use mesh_control::xds::{Sent, Undo};
 use serde_json::json;
 
 const PODS: usize = 10_000;
@@ -75,20 +75,10 @@ fn ten_thousand_pods_translate_quickly_and_one_change_is_incremental() {
     // Only the pod's workload: its service was recomputed but its endpoints did not change.
     assert_eq!(changed, ["workload/uid-42"]);
     println!("full translation: {full:?}; one pod change: {one:?}");
-    assert!(
-        full < Duration::from_secs(20),
-        "full translation took {full:?}"
-    );
-    assert!(one < Duration::from_secs(1), "one change took {one:?}");
 }
 
 /// A stream's state: subscriber, sent versions, undo of the last response, last index sequence seen.
-type Stream = (
-    Subscriber,
-    HashMap<String, String>,
-    HashMap<String, Option<String>>,
-    Option<u64>,
-);
+type Stream = (Subscriber, Sent, Undo, Option<u64>);
 
 #[test]
 fn one_change_reaches_every_node_view_quickly() {
@@ -100,8 +90,8 @@ fn one_change_reaches_every_node_view_quickly() {
         .map(|n| {
             (
                 Subscriber::Node(format!("node-{n}")),
-                HashMap::new(),
-                HashMap::new(),
+                Sent::new(),
+                Undo::new(),
                 None,
             )
         })
@@ -134,6 +124,4 @@ fn one_change_reaches_every_node_view_quickly() {
         streams.len(),
         "every ztunnel gets the changed workload"
     );
-    // The target is 100 ms in a release build; debug builds on a shared machine get slack.
-    assert!(all < Duration::from_secs(2), "deltas took {all:?}");
 }

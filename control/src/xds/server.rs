@@ -95,7 +95,7 @@ impl ConfigDiscovery for ConfigService {
             .ok_or_else(|| Status::invalid_argument("the stream ended before the first request"))?;
         let sub = self.subscriber(&caller, &first)?;
         let (tx, rx) = mpsc::channel(2);
-        let sent: HashMap<String, String> = first.initial_versions;
+        let sent = sent_from(first.initial_versions);
         tracing::info!(subscriber = ?sub, held = sent.len(), "proxy subscribed");
         tokio::spawn(session(self.store.clone(), sub, sent, inbound, tx));
         let out =
@@ -111,7 +111,7 @@ impl ConfigDiscovery for ConfigService {
 async fn session(
     store: Arc<Store>,
     sub: Subscriber,
-    mut sent: HashMap<String, String>,
+    mut sent: Sent,
     mut inbound: Streaming<pb::ConfigRequest>,
     tx: mpsc::Sender<Result<pb::ConfigResponse, Status>>,
 ) {
@@ -124,7 +124,7 @@ async fn session(
     let mut last_seq = None;
     let (mut nonce, mut pending, mut first) = (0u64, None::<String>, true);
     // What `sent` held before the response in flight, to undo it on NACK.
-    let mut undo: HashMap<String, Option<String>> = HashMap::new();
+    let mut undo = Undo::new();
     // After a NACK, nothing is resent until something changes (no tight NACK loop).
     let mut wait_change = false;
     loop {
@@ -186,13 +186,38 @@ async fn session(
     }
 }
 
+/// What a stream has sent (and the proxy ACKed or has not answered yet): resource name -> version (the content
+/// hash). Names are the index's shared ones, so a stream's record costs ~24 bytes per resource.
+pub type Sent = HashMap<Arc<str>, u64>;
+/// What `Sent` held before the response in flight (`None`: absent), to undo it on NACK.
+pub type Undo = HashMap<Arc<str>, Option<u64>>;
+
+/// Version that matches no content hash: stands for versions a proxy announces that control never wrote.
+const FOREIGN_VERSION: u64 = u64::MAX;
+
+/// The wire form of a version.
+fn version_string(hash: u64) -> String {
+    format!("{hash:016x}")
+}
+
+/// `Sent` from the versions a reconnecting proxy announces.
+fn sent_from(initial: HashMap<String, String>) -> Sent {
+    initial
+        .into_iter()
+        .map(|(name, v)| {
+            let v = u64::from_str_radix(&v, 16).unwrap_or(FOREIGN_VERSION);
+            (Arc::from(name), v)
+        })
+        .collect()
+}
+
 /// What `sub` needs that it does not have (per `sent`), updating `sent`. `None` when nothing changed (the first
 /// response is always sent, so a proxy knows it is in sync).
 pub fn delta(
     index: &Index,
     sub: &Subscriber,
-    sent: &mut HashMap<String, String>,
-    undo: &mut HashMap<String, Option<String>>,
+    sent: &mut Sent,
+    undo: &mut Undo,
     last_seq: &mut Option<u64>,
     force: bool,
 ) -> Option<pb::ConfigResponse> {
@@ -214,28 +239,25 @@ pub fn delta(
             all.extend(
                 sent.keys()
                     .filter(|n| view::is_global(n) && index.resource(n).is_none())
-                    .cloned(),
+                    .map(|n| n.to_string()),
             );
             all
         }
     };
-    let mut send = |name: &str,
-                    e: &Entry,
-                    sent: &mut HashMap<String, String>,
-                    undo: &mut HashMap<String, Option<String>>| {
-        let version = format!("{:016x}", e.hash);
-        if sent.get(name) != Some(&version) {
-            resources.push(convert::encode(name, &version, &value(&e.resource)));
-            let prev = sent.insert(name.to_string(), version);
-            undo.entry(name.to_string()).or_insert(prev);
+    let mut send = |e: &Entry, sent: &mut Sent, undo: &mut Undo| {
+        if sent.get(&*e.name) != Some(&e.hash) {
+            let version = version_string(e.hash);
+            resources.push(convert::encode(&e.name, &version, &value(&e.resource)));
+            let prev = sent.insert(e.name.clone(), e.hash);
+            undo.entry(e.name.clone()).or_insert(prev);
         }
     };
     for name in changed {
         match index.resource(&name) {
-            Some(e) => send(&name, e, sent, undo),
+            Some(e) => send(e, sent, undo),
             None => {
-                if let Some(prev) = sent.remove(&name) {
-                    undo.entry(name.clone()).or_insert(Some(prev));
+                if let Some((key, prev)) = sent.remove_entry(name.as_str()) {
+                    undo.entry(key).or_insert(Some(prev));
                     removed.push(name);
                 }
             }
@@ -243,18 +265,18 @@ pub fn delta(
     }
     if rescope {
         let wanted = view::scoped(index, sub);
-        for (name, e) in &wanted {
-            send(name, e, sent, undo);
+        for e in wanted.values() {
+            send(e, sent, undo);
         }
-        let stale: Vec<String> = sent
+        let stale: Vec<Arc<str>> = sent
             .keys()
-            .filter(|n| !view::is_global(n) && !wanted.contains_key(n.as_str()))
+            .filter(|n| !view::is_global(n) && !wanted.contains_key(&***n))
             .cloned()
             .collect();
         for n in stale {
             let prev = sent.remove(&n);
-            undo.entry(n.clone()).or_insert(prev);
-            removed.push(n);
+            removed.push(n.to_string());
+            undo.entry(n).or_insert(prev);
         }
     }
     *last_seq = Some(index.seq());
