@@ -159,7 +159,8 @@ impl ConfigClient {
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         let base = sink.current();
-        let mut values: BTreeMap<String, Value> = convert::values_of(&base.parts).collect();
+        // The sink's copy is taken apart, not cloned again: at most the old and the new config exist at once.
+        let mut values: BTreeMap<String, Value> = convert::into_values(base.parts).collect();
         let mut l7_objects = base.l7_objects;
         for name in &resp.removed {
             values.remove(name);

@@ -80,6 +80,33 @@ pub fn values_of(parts: &mesh_api::SnapshotParts) -> impl Iterator<Item = (Strin
     workloads.chain(services).chain(authz).chain(peer)
 }
 
+/// Like [`values_of`], taking `parts` (no copy of the values).
+pub fn into_values(parts: mesh_api::SnapshotParts) -> impl Iterator<Item = (String, Value)> {
+    let workloads = parts
+        .workloads
+        .into_iter()
+        .map(|w| (format!("workload/{}", w.uid), Value::Workload(w)));
+    let services = parts.services.into_iter().map(|s| {
+        (
+            format!("service/{}/{}", s.namespace, s.name),
+            Value::Service(s),
+        )
+    });
+    let authz = parts.authorization_policies.into_iter().map(|p| {
+        (
+            format!("authz/{}/{}", p.namespace, p.name),
+            Value::AuthorizationPolicy(p),
+        )
+    });
+    let peer = parts.peer_authentications.into_iter().map(|p| {
+        (
+            format!("peerauth/{}/{}", p.namespace, p.name),
+            Value::PeerAuthentication(p),
+        )
+    });
+    workloads.chain(services).chain(authz).chain(peer)
+}
+
 /// Encodes a resource for the wire.
 pub fn encode(name: &str, version: &str, value: &Value) -> pb::Resource {
     use pb::resource::Kind;
@@ -278,6 +305,10 @@ mod tests {
         )
         .expect("valid file");
         let p = parts.parts();
+        assert_eq!(
+            into_values(p.clone()).collect::<Vec<_>>(),
+            values_of(p).collect::<Vec<_>>()
+        );
         let values = p
             .workloads
             .iter()
