@@ -463,3 +463,6 @@ fn remove_netns(ctx: &Ctx, netns: &str) -> Result<(), LocalError> {
     }
     record_netns(ctx, netns, false)
 }
+
+#[cfg(test)]
+mod tests;
