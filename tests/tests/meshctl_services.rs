@@ -1,0 +1,376 @@
+//! End-to-end test of local mode's services networking (DESIGN.md 7) through the real `meshctl`
+//! binary: a Service gets a VIP from the service CIDR; a non-enrolled client reaches it by every
+//! DNS name form (cluster DNS + per-pod resolv.conf) through the node's kube-proxy-like DNAT, with
+//! both replicas answering (one on the client's own node bridge, one across the fabric); a pod
+//! whose readiness probe fails is selected but never an endpoint; an enrolled (ambient) client
+//! reaches the same name through ztunnel; `down` leaves no namespace, no process and no
+//! `/etc/netns` directory.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use mesh_testbed::bin_path;
+
+/// A state dir whose cluster is torn down when the test ends, even when it fails.
+struct Cluster {
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn state(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn meshctl(&self, args: &[&str]) -> Output {
+        // `--state` right after the verb: after `exec ... --` it would be the command's.
+        let (verb, rest) = args.split_at(2.min(args.len()));
+        Command::new(bin_path("meshctl"))
+            .args(verb)
+            .arg("--state")
+            .arg(self.state())
+            .args(rest)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.meshctl(args);
+        assert!(
+            out.status.success(),
+            "meshctl {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn id(&self) -> String {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.state().join("state.json")).unwrap())
+                .unwrap();
+        state["id"].as_str().unwrap().to_owned()
+    }
+
+    fn pods(&self) -> Vec<serde_json::Value> {
+        let out = self.ok(&["local", "get", "pods", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["items"].as_array().unwrap().clone()
+    }
+
+    /// The `pod` field of the echo's answer to `curl url` run in pod `ns/pod`, if it answered.
+    fn curl_pod(&self, client: &str, url: &str) -> Option<String> {
+        let out = self.meshctl(&["local", "exec", client, "--", "curl", "-s", "-m", "5", url]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["pod"].as_str().map(str::to_owned)
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.state().join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.meshctl(&["local", "down"]);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ready(pod: &serde_json::Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn manifests(meshctl: &Path) -> String {
+    let m = meshctl.display();
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: svc-e2e}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: svc-e2e}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: echo
+        image: ignored
+        command: ["{m}", echo, --port, "8080"]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe:
+          httpGet: {{path: /healthz, port: http}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: unready, namespace: svc-e2e, labels: {{app: web}}}}
+spec:
+  nodeName: node-2
+  containers:
+  - name: echo
+    image: ignored
+    command: ["{m}", echo, --port, "8080"]
+    readinessProbe:
+      tcpSocket: {{port: 9999}}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: svc-e2e}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client, namespace: svc-e2e}}
+spec:
+  nodeName: node-1
+  containers:
+  - {{name: c, image: ignored, command: [sleep, "3600"]}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: svc-e2e-mesh, labels: {{istio.io/dataplane-mode: ambient}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client, namespace: svc-e2e-mesh}}
+spec:
+  nodeName: node-1
+  containers:
+  - {{name: c, image: ignored, command: [sleep, "3600"]}}
+"#
+    )
+}
+
+#[test]
+fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_through_ztunnel() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: local mode needs root");
+        return;
+    }
+    let c = Cluster {
+        dir: tempfile::Builder::new()
+            .prefix("meshctl-services-e2e-")
+            .tempdir()
+            .unwrap(),
+    };
+    c.ok(&["local", "up", "--nodes", "2"]);
+    let id = c.id();
+    let file = c.state().join("app.yaml");
+    std::fs::write(&file, manifests(&bin_path("meshctl"))).unwrap();
+    c.ok(&["local", "apply", "-f", file.to_str().unwrap()]);
+
+    // The VIP comes from the service CIDR and is what control and `get services` see.
+    let svcs: serde_json::Value =
+        serde_json::from_str(&c.ok(&["local", "get", "services", "-o", "json"])).unwrap();
+    let vip = svcs["items"][0]["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(vip.starts_with("10.255."), "{vip}");
+    // Re-applying keeps it.
+    c.ok(&["local", "apply", "-f", file.to_str().unwrap()]);
+    let svcs: serde_json::Value =
+        serde_json::from_str(&c.ok(&["local", "get", "services", "-o", "json"])).unwrap();
+    assert_eq!(svcs["items"][0]["spec"]["clusterIP"], vip.as_str());
+
+    wait_until("both web replicas ready and the clients running", || {
+        let pods = c.pods();
+        let web_ready = pods
+            .iter()
+            .filter(|p| p["metadata"]["name"].as_str().unwrap().starts_with("web-") && ready(p))
+            .count();
+        let clients = pods
+            .iter()
+            .filter(|p| p["metadata"]["name"] == "client" && p["status"]["phase"] == "Running")
+            .count();
+        web_ready == 2 && clients == 2
+    });
+    let pods = c.pods();
+    let unready = pods
+        .iter()
+        .find(|p| p["metadata"]["name"] == "unready")
+        .unwrap();
+    assert!(
+        !ready(unready),
+        "the failing probe keeps it unready: {unready}"
+    );
+    assert_eq!(unready["status"]["phase"], "Running");
+    // Pinned pods leave one replica per node: one shares the client's node bridge, one is
+    // across the fabric.
+    let nodes: BTreeSet<&str> = pods
+        .iter()
+        .filter(|p| p["metadata"]["name"].as_str().unwrap().starts_with("web-"))
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    assert_eq!(nodes.len(), 2, "replicas spread over both nodes");
+    let web: BTreeSet<String> = pods
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .filter(|n| n.starts_with("web-"))
+        .map(str::to_owned)
+        .collect();
+
+    // Ready is written one runtime tick before the DNAT tables follow (as endpoints lag readiness
+    // in Kubernetes): wait for the first answer, then every request must succeed.
+    wait_until("the service answering", || {
+        c.curl_pod("svc-e2e/client", "http://web.svc-e2e/")
+            .is_some()
+    });
+    // Every name form, from the non-enrolled client, through DNS and the node's DNAT.
+    let mut answered = BTreeSet::new();
+    for url in [
+        "http://web.svc-e2e/",
+        "http://web/",
+        "http://web.svc-e2e.svc/",
+        "http://web.svc-e2e.svc.cluster.local/",
+    ] {
+        for _ in 0..6 {
+            let pod = c.curl_pod("svc-e2e/client", url);
+            let pod = pod
+                .unwrap_or_else(|| panic!("{url}: no answer; runtime log:\n{}", c.log("runtime")));
+            assert!(
+                web.contains(&pod),
+                "{url} answered by {pod}, not a ready replica"
+            );
+            answered.insert(pod);
+        }
+    }
+    // Both replicas answer (random spread: keep asking until both did, bounded).
+    for _ in 0..40 {
+        if answered.len() == 2 {
+            break;
+        }
+        answered.extend(c.curl_pod("svc-e2e/client", "http://web.svc-e2e/"));
+    }
+    assert_eq!(answered, web, "both replicas answer");
+    // The VIP itself, and an unknown name fails to resolve.
+    assert!(
+        c.curl_pod("svc-e2e/client", &format!("http://{vip}/"))
+            .is_some()
+    );
+    let out = c.meshctl(&[
+        "local",
+        "exec",
+        "svc-e2e/client",
+        "--",
+        "getent",
+        "hosts",
+        "nope.svc-e2e",
+    ]);
+    assert!(!out.status.success(), "unknown names do not resolve");
+    let out = c.ok(&[
+        "local",
+        "exec",
+        "svc-e2e/client",
+        "--",
+        "getent",
+        "hosts",
+        "web",
+    ]);
+    assert!(out.starts_with(&format!("{vip} ")), "{out}");
+
+    // The unready pod is in no node's DNAT table.
+    let unready_ip = unready["status"]["podIP"].as_str().unwrap();
+    for n in 1..=2 {
+        let ns = format!("meshctl-{id}-node-{n}");
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "nft",
+                "list",
+                "table",
+                "ip",
+                "meshctl_services",
+            ])
+            .output()
+            .unwrap();
+        let table = text(&out.stdout);
+        assert!(
+            table.contains(&vip) && !table.contains(unready_ip),
+            "{ns}: {table}"
+        );
+    }
+
+    // From an enrolled namespace: the same name works, through ztunnel.
+    wait_until("the enrolled client marked for redirection", || {
+        c.pods().iter().any(|p| {
+            p["metadata"]["namespace"] == "svc-e2e-mesh"
+                && p["metadata"]["annotations"]["ambient.istio.io/redirection"] == "enabled"
+        })
+    });
+    for _ in 0..4 {
+        let pod = c
+            .curl_pod("svc-e2e-mesh/client", "http://web.svc-e2e/")
+            .unwrap();
+        assert!(web.contains(&pod), "{pod}");
+    }
+    let zlog = c.log("ztunnel-node-1");
+    assert!(
+        zlog.contains("dst.service=\"web.svc-e2e.svc.cluster.local\"")
+            && zlog.contains("direction=\"outbound\""),
+        "the enrolled client's connections went through ztunnel:\n{zlog}"
+    );
+
+    // down leaves nothing: no namespace, no /etc/netns dir of the cluster.
+    let etc: Vec<String> = std::fs::read_dir("/etc/netns")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("meshctl-{id}-")))
+        .collect();
+    assert_eq!(etc.len(), 5, "one resolv.conf dir per pod: {etc:?}");
+    c.ok(&["local", "down"]);
+    let left = text(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(!left.contains(&format!("meshctl-{id}-")), "{left}");
+    let etc_left = std::fs::read_dir("/etc/netns")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("meshctl-{id}-"))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(
+        etc_left, 0,
+        "down removed every /etc/netns dir of the cluster"
+    );
+    assert!(!c.state().join("state.json").exists());
+}
