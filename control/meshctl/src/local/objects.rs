@@ -295,6 +295,15 @@ fn check_pod_spec(spec: Option<&Value>) -> Result<(), String> {
             ));
         }
     }
+    if spec
+        .and_then(|s| s.get("hostNetwork"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        return Err(
+            "hostNetwork pods are not supported in local mode (the node's network is its netns; run such a process with `ip netns exec`)".into(),
+        );
+    }
     if let Some(p) = spec
         .and_then(|s| s.get("restartPolicy"))
         .and_then(Value::as_str)
@@ -362,6 +371,10 @@ mod tests {
                 "DNS name",
             ),
             ("kind: Pod\n", "missing apiVersion"),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: h}\nspec: {hostNetwork: true, containers: [{name: c, command: [x]}]}\n",
+                "hostNetwork",
+            ),
         ] {
             let full = format!("{POD}---\n{text}");
             let e = parse("bad.yaml", &full).unwrap_err().to_string();
