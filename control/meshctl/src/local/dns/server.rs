@@ -181,6 +181,8 @@ pub fn sweep_etc_netns(prefix: &str) -> Result<Vec<PathBuf>, DnsServerError> {
             removed.push(entry.path());
         }
     }
+    // iproute2 made /etc/netns for us if it was missing; only an empty one goes.
+    let _ = std::fs::remove_dir(ETC_NETNS);
     Ok(removed)
 }
 

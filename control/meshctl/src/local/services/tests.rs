@@ -150,3 +150,29 @@ fn bad_ports_are_errors_naming_the_service() {
     s["spec"]["ports"] = json!([{"port": 80, "targetPort": -1}]);
     assert!(ServiceView::from_object(&s).is_err());
 }
+
+#[test]
+fn admission_allocates_the_vip_and_refuses_unusable_probes() {
+    let mut store = crate::local::store::Objects::default();
+    store.put(svc("a", "web", None));
+    let mut taken = svc("a", "other", Some("10.255.0.1"));
+    store
+        .0
+        .values_mut()
+        .for_each(|o| o["spec"]["clusterIP"] = json!("10.255.0.1"));
+    let e = admit(&mut taken, &store).unwrap_err();
+    assert!(e.contains("already allocated to Service a/web"), "{e}");
+    let mut new = svc("a", "new", None);
+    admit(&mut new, &store).unwrap();
+    assert_eq!(ip_of(&new), "10.255.0.2");
+    let mut bad = json!({"kind": "Deployment", "metadata": {"name": "d", "namespace": "a"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "readinessProbe": {"exec": {}}}]}}}});
+    let e = admit(&mut bad, &store).unwrap_err();
+    assert!(
+        e.contains("Deployment a/d") && e.contains("httpGet and tcpSocket"),
+        "{e}"
+    );
+    let mut good = pod("a", "p", "web", "10.1.0.5", None);
+    good["spec"]["containers"][0]["readinessProbe"] = json!({"tcpSocket": {"port": "http"}});
+    admit(&mut good, &store).unwrap();
+}
