@@ -54,12 +54,12 @@ pub enum WaypointError {
         class: String,
     },
     /// A request to the API server failed.
-    #[error("cannot {what}: {source}")]
+    #[error("cannot {what}: {error}")]
     Api {
         /// What we tried.
         what: String,
         /// The failure.
-        source: Box<kube::Error>,
+        error: Box<kube::Error>,
     },
     /// No connection to the cluster.
     #[error(transparent)]
@@ -70,7 +70,7 @@ fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> WaypointError
     let what = what.into();
     move |source| WaypointError::Api {
         what,
-        source: Box::new(source),
+        error: Box::new(source),
     }
 }
 

@@ -47,23 +47,23 @@ pub enum ZtunnelError {
     },
     /// The network namespace could not be opened or entered.
     #[error(
-        "cannot enter network namespace {netns}: {source} (reaching a local ztunnel needs root)"
+        "cannot enter network namespace {netns}: {error} (reaching a local ztunnel needs root)"
     )]
     Netns {
         /// The namespace.
         netns: String,
         /// Why.
-        source: Box<mesh_cni::netns::NetnsError>,
+        error: Box<mesh_cni::netns::NetnsError>,
     },
     /// Nothing answers on the admin port.
     #[error(
-        "cannot connect to the admin API (127.0.0.1:15000) of {who}: {source}; is ztunnel running there?"
+        "cannot connect to the admin API (127.0.0.1:15000) of {who}: {error}; is ztunnel running there?"
     )]
     Connect {
         /// Which ztunnel.
         who: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The HTTP exchange failed.
     #[error("admin API of {who}: {detail}")]
@@ -104,12 +104,12 @@ pub enum ZtunnelError {
         known: String,
     },
     /// A Kubernetes API request failed.
-    #[error("cannot {what}: {source}")]
+    #[error("cannot {what}: {error}")]
     Api {
         /// What we tried.
         what: String,
         /// Why.
-        source: Box<kube::Error>,
+        error: Box<kube::Error>,
     },
     /// The port-forward could not be set up.
     #[error("cannot port-forward to {who}: {detail} (needs RBAC for pods/portforward)")]

@@ -7,20 +7,20 @@
 pub enum ClientError {
     /// No usable kubeconfig or in-cluster config.
     #[error(
-        "cannot find a Kubernetes config ({0}); set KUBECONFIG or create ~/.kube/config (for the local cluster use `--local`)"
+        "cannot find a Kubernetes config: {0}; set KUBECONFIG, create ~/.kube/config or pass --context"
     )]
-    Infer(#[source] Box<kube::config::InferConfigError>),
+    Infer(Box<kube::config::InferConfigError>),
     /// The named context could not be loaded.
-    #[error("cannot load context {context:?} from the kubeconfig: {source}")]
+    #[error("cannot load context {context:?} from the kubeconfig: {error}")]
     Context {
         /// The context asked for.
         context: String,
         /// Why.
-        source: Box<kube::config::KubeconfigError>,
+        error: Box<kube::config::KubeconfigError>,
     },
     /// The config is there but no client could be built from it (TLS, proxy...).
     #[error("cannot build a Kubernetes client from the config: {0}")]
-    Build(#[source] Box<kube::Error>),
+    Build(Box<kube::Error>),
 }
 
 /// A client for `context` of the kubeconfig, or for the inferred config without one.
@@ -35,7 +35,7 @@ pub async fn connect(context: Option<&str>) -> Result<kube::Client, ClientError>
                 .await
                 .map_err(|source| ClientError::Context {
                     context: c.to_owned(),
-                    source: Box::new(source),
+                    error: Box::new(source),
                 })?
         }
         None => kube::Config::infer()

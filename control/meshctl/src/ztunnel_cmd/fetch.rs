@@ -71,7 +71,7 @@ pub async fn get_in_netns(netns: &str, path: &str) -> Result<Bytes, ZtunnelError
     let who = format!("the ztunnel in netns {netns}");
     let ns = mesh_cni::netns::Netns::open_named(netns).map_err(|source| ZtunnelError::Netns {
         netns: netns.to_owned(),
-        source: Box::new(source),
+        error: Box::new(source),
     })?;
     let addr = SocketAddr::from(([127, 0, 0, 1], ADMIN_PORT));
     // The socket is created inside the namespace and stays there; I/O then runs on our runtime.
@@ -79,11 +79,11 @@ pub async fn get_in_netns(netns: &str, path: &str) -> Result<Bytes, ZtunnelError
         .run(|| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
         .map_err(|source| ZtunnelError::Netns {
             netns: netns.to_owned(),
-            source: Box::new(source),
+            error: Box::new(source),
         })?;
-    let connect_err = |source| ZtunnelError::Connect {
+    let connect_err = |error| ZtunnelError::Connect {
         who: who.clone(),
-        source,
+        error,
     };
     let std_stream = connected.map_err(connect_err)?;
     std_stream.set_nonblocking(true).map_err(connect_err)?;
@@ -102,7 +102,7 @@ pub async fn ztunnel_pods(
         .await
         .map_err(|source| ZtunnelError::Api {
             what: format!("list the ztunnel pods ({ZTUNNEL_SELECTOR}) of namespace {namespace}"),
-            source: Box::new(source),
+            error: Box::new(source),
         })?;
     let mut found: Vec<(String, String)> = list
         .items
