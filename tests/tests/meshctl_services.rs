@@ -3,8 +3,8 @@
 //! DNS name form (cluster DNS + per-pod resolv.conf) through the node's kube-proxy-like DNAT, with
 //! both replicas answering (one on the client's own node bridge, one across the fabric); a pod
 //! whose readiness probe fails is selected but never an endpoint; an enrolled (ambient) client
-//! reaches the same name through ztunnel; `down` leaves no namespace, no process and no
-//! `/etc/netns` directory.
+//! reaches the same name through ztunnel, and an enrolled pod's probe passes; `down` leaves no
+//! namespace, no process and no `/etc/netns` directory.
 
 #![allow(clippy::unwrap_used)]
 
@@ -164,6 +164,19 @@ spec:
   nodeName: node-1
   containers:
   - {{name: c, image: ignored, command: [sleep, "3600"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: probed, namespace: svc-e2e-mesh}}
+spec:
+  nodeName: node-2
+  containers:
+  - name: echo
+    image: ignored
+    command: ["{m}", echo, --port, "8080"]
+    readinessProbe:
+      httpGet: {{path: /ready, port: 8080}}
+      periodSeconds: 1
 "#
     )
 }
@@ -333,6 +346,14 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
             .unwrap();
         assert!(web.contains(&pod), "{pod}");
     }
+    // Probes of an enrolled pod (from the node netns, SNATed past ztunnel) pass too.
+    wait_until("the enrolled probed pod ready", || {
+        c.pods().iter().any(|p| {
+            p["metadata"]["namespace"] == "svc-e2e-mesh"
+                && p["metadata"]["name"] == "probed"
+                && ready(p)
+        })
+    });
     let zlog = c.log("ztunnel-node-1");
     assert!(
         zlog.contains("dst.service=\"web.svc-e2e.svc.cluster.local\"")
@@ -347,7 +368,7 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(&format!("meshctl-{id}-")))
         .collect();
-    assert_eq!(etc.len(), 5, "one resolv.conf dir per pod: {etc:?}");
+    assert_eq!(etc.len(), 6, "one resolv.conf dir per pod: {etc:?}");
     c.ok(&["local", "down"]);
     let left = text(
         &Command::new("ip")
