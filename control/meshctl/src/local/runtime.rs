@@ -188,6 +188,11 @@ pub fn run(dir: &Path) -> Result<(), LocalError> {
         rt.ctx.id, rt.ctx.nodes
     ));
     loop {
+        // Without its state file the cluster is gone (or being torn down): nothing to run for.
+        if !ClusterState::file(&rt.ctx.dir).exists() {
+            log("state file gone; the runtime stops");
+            return Ok(());
+        }
         if let Err(e) = rt.tick() {
             log(format_args!("tick failed: {e}"));
         }
