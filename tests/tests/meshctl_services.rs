@@ -212,6 +212,26 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
     let svcs: serde_json::Value =
         serde_json::from_str(&c.ok(&["local", "get", "services", "-o", "json"])).unwrap();
     assert_eq!(svcs["items"][0]["spec"]["clusterIP"], vip.as_str());
+    // Asking for an address another service holds is a clear error, and nothing is applied.
+    let clash = c.state().join("clash.yaml");
+    std::fs::write(
+        &clash,
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: other, namespace: svc-e2e}}\n\
+             spec: {{clusterIP: {vip}, selector: {{app: web}}, ports: [{{port: 81}}]}}\n"
+        ),
+    )
+    .unwrap();
+    let out = c.meshctl(&["local", "apply", "-f", clash.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("already allocated to Service svc-e2e/web"),
+        "{}",
+        text(&out.stderr)
+    );
+    let svcs: serde_json::Value =
+        serde_json::from_str(&c.ok(&["local", "get", "services", "-o", "json"])).unwrap();
+    assert_eq!(svcs["items"].as_array().unwrap().len(), 1);
 
     wait_until("both web replicas ready and the clients running", || {
         let pods = c.pods();
