@@ -146,3 +146,36 @@ async fn missing_ztunnels_and_failing_admin_apis_are_clear_errors() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_reads_the_source_and_destination_nodes_through_port_forwards() {
+    let api = FakeApi::new();
+    cluster(&api, admin(200, captured()).await);
+    let client = api.clone().serve().await;
+    let z = Ztunnels::with_client(client, "istio-system");
+    let e = meshctl::explain::explain_live(z, ("default", "client"), ("echo", 80))
+        .await
+        .unwrap();
+    assert_eq!(e.verdict, "allow", "{}", e.text());
+    assert_eq!(
+        e.endpoints[0].reason,
+        "allowed by ALLOW policy default/echo-allow-client"
+    );
+    assert_eq!(e.endpoints[0].mtls_mode, "STRICT");
+    assert!(
+        e.config_source.contains("node-1, node-2"),
+        "{}",
+        e.config_source
+    );
+    let forwarded: Vec<String> = api
+        .requests_of("GET")
+        .into_iter()
+        .filter(|r| r.path.ends_with("/portforward"))
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        forwarded.iter().any(|p| p.contains("ztunnel-a1"))
+            && forwarded.iter().any(|p| p.contains("ztunnel-b2")),
+        "{forwarded:?}"
+    );
+}
