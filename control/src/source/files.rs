@@ -2,7 +2,7 @@
 //! polled for changes. A file is applied all or nothing: when it does not parse, the objects it had before stay
 //! and the error is logged. The same object in two files: the later path wins (a warning says so).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Source, Update};
-use crate::objects::{Object, ObjectError, parse_documents};
+use crate::index::Change;
+use crate::objects::{Object, ObjectError, ObjectKey, parse_documents};
 
 /// How often the directory is checked when none is configured: fast enough for tests and local mode.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(200);
@@ -35,6 +36,10 @@ pub struct FileSource {
     dir: PathBuf,
     poll: Duration,
     files: BTreeMap<PathBuf, (Stamp, Vec<Object>)>,
+    /// How many files define each object (more than one: the later path wins).
+    owners: HashMap<ObjectKey, usize>,
+    /// Files (re)read by the last scan with the objects they had before, and whether a file disappeared.
+    last: (Vec<(PathBuf, Vec<Object>)>, bool),
 }
 
 impl FileSource {
@@ -44,14 +49,23 @@ impl FileSource {
             dir: dir.into(),
             poll,
             files: BTreeMap::new(),
+            owners: HashMap::new(),
+            last: (Vec::new(), false),
         }
     }
 
     /// Re-reads changed files; returns every object when anything changed, with the per-file errors.
     pub fn scan(&mut self) -> Result<(Option<Vec<Object>>, Vec<FilesError>), FilesError> {
+        let (changed, errors) = self.scan_files()?;
+        Ok((changed.then(|| self.objects()), errors))
+    }
+
+    /// Re-reads changed files; returns whether anything changed, with the per-file errors.
+    fn scan_files(&mut self) -> Result<(bool, Vec<FilesError>), FilesError> {
         let mut seen = BTreeSet::new();
         let mut errors = Vec::new();
         let mut changed = false;
+        let mut reread = Vec::new();
         for path in list(&self.dir)? {
             let Some(stamp) = stamp(&path) else { continue };
             seen.insert(path.clone());
@@ -60,7 +74,11 @@ impl FileSource {
             }
             match read(&path) {
                 Ok(objects) => {
-                    self.files.insert(path, (stamp, objects));
+                    self.count(&objects, 1);
+                    let old = self.files.insert(path.clone(), (stamp, objects));
+                    let old = old.map(|(_, o)| o).unwrap_or_default();
+                    self.count(&old, -1);
+                    reread.push((path, old));
                     changed = true;
                 }
                 Err(e) => {
@@ -71,10 +89,86 @@ impl FileSource {
                 }
             }
         }
-        let before = self.files.len();
-        self.files.retain(|p, _| seen.contains(p));
-        changed |= self.files.len() != before;
-        Ok((changed.then(|| self.objects()), errors))
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !seen.contains(*p))
+            .cloned()
+            .collect();
+        for p in &gone {
+            if let Some((_, objects)) = self.files.remove(p) {
+                self.count(&objects, -1);
+            }
+        }
+        changed |= !gone.is_empty();
+        self.last = (reread, !gone.is_empty());
+        Ok((changed, errors))
+    }
+
+    fn count(&mut self, objects: &[Object], delta: isize) {
+        for o in objects {
+            let n = self.owners.entry(o.key()).or_default();
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                self.owners.remove(&o.key());
+            }
+        }
+    }
+
+    /// Like [`Self::scan`], as the update to apply: after the first scan, a change of files that define objects
+    /// no other file defines is sent as the individual changes of those files' objects (so editing one file of
+    /// a large directory costs that file, not a comparison of every object); otherwise the whole set.
+    pub fn scan_update(
+        &mut self,
+        first: bool,
+    ) -> Result<(Option<Update>, Vec<FilesError>), FilesError> {
+        let (changed, errors) = self.scan_files()?;
+        if !changed {
+            return Ok((None, errors));
+        }
+        let (reread, removed) = std::mem::take(&mut self.last);
+        let owners = |k: &ObjectKey| self.owners.get(k).copied().unwrap_or(0);
+        // An object another file defines too: which one wins is decided over the whole set.
+        let shared = reread.iter().any(|(path, old)| {
+            let new = self
+                .files
+                .get(path)
+                .map(|(_, o)| o.as_slice())
+                .unwrap_or_default();
+            let new_keys: BTreeSet<ObjectKey> = new.iter().map(Object::key).collect();
+            new_keys.iter().any(|k| owners(k) > 1)
+                || old
+                    .iter()
+                    .map(Object::key)
+                    .any(|k| !new_keys.contains(&k) && owners(&k) > 0)
+        });
+        if first || removed || shared {
+            return Ok((Some(Update::Resync(self.objects())), errors));
+        }
+        let mut changes = Vec::new();
+        for (path, old) in reread {
+            let new = self
+                .files
+                .get(&path)
+                .map(|(_, o)| o.as_slice())
+                .unwrap_or_default();
+            let before: HashMap<ObjectKey, &Object> = old.iter().map(|o| (o.key(), o)).collect();
+            let mut kept = BTreeSet::new();
+            for o in new {
+                let key = o.key();
+                if before.get(&key).is_none_or(|b| *b != o) {
+                    changes.push(Change::Upsert(o.clone()));
+                }
+                kept.insert(key);
+            }
+            changes.extend(
+                before
+                    .into_keys()
+                    .filter(|k| !kept.contains(k))
+                    .map(Change::Delete),
+            );
+        }
+        Ok((Some(Update::Changes(changes)), errors))
     }
 
     fn objects(&self) -> Vec<Object> {
@@ -99,14 +193,14 @@ impl Source for FileSource {
         tokio::spawn(async move {
             let mut synced = false;
             loop {
-                match self.scan() {
-                    Ok((objects, errors)) => {
+                match self.scan_update(!synced) {
+                    Ok((update, errors)) => {
                         for e in errors {
                             tracing::error!(error = %e, "file rejected; its previous objects stay in force");
                         }
-                        if let Some(objects) = objects {
-                            tracing::info!(dir = %self.dir.display(), objects = objects.len(), "config files changed");
-                            if tx.send(Update::Resync(objects)).await.is_err() {
+                        if let Some(update) = update {
+                            tracing::info!(dir = %self.dir.display(), "config files changed");
+                            if tx.send(update).await.is_err() {
                                 return;
                             }
                         }
@@ -218,6 +312,51 @@ mod tests {
         std::fs::remove_file(dir.path().join("sub/sa.yml")).expect("rm");
         let (objects, _) = src.scan().expect("scan");
         assert_eq!(names(&objects.expect("changed")), ["Namespace a"]);
+    }
+
+    #[test]
+    fn a_changed_file_is_sent_as_the_changes_of_its_objects() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("ns.yaml"), NS).expect("write");
+        std::fs::write(dir.path().join("sa.yaml"), SA).expect("write");
+        let mut src = FileSource::new(dir.path(), DEFAULT_POLL);
+        let (update, _) = src.scan_update(true).expect("scan");
+        assert!(matches!(update, Some(Update::Resync(o)) if o.len() == 2));
+        assert!(src.scan_update(false).expect("scan").0.is_none());
+        // Replace the ServiceAccount by another one: one upsert, one delete, nothing about the namespace.
+        std::fs::write(
+            dir.path().join("sa.yaml"),
+            SA.replace("name: s,", "name: t,"),
+        )
+        .expect("write");
+        let Some(Update::Changes(changes)) = src.scan_update(false).expect("scan").0 else {
+            panic!("expected changes")
+        };
+        let described: Vec<String> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Upsert(o) => format!("upsert {}", o.key()),
+                Change::Delete(k) => format!("delete {k}"),
+            })
+            .collect();
+        assert_eq!(
+            described,
+            ["upsert ServiceAccount a/t", "delete ServiceAccount a/s"]
+        );
+        // The same object in two files, or a removed file: the whole set again.
+        std::fs::write(
+            dir.path().join("sa2.yaml"),
+            SA.replace("name: s,", "name: t,"),
+        )
+        .expect("write");
+        assert!(matches!(
+            src.scan_update(false).expect("scan").0,
+            Some(Update::Resync(_))
+        ));
+        std::fs::remove_file(dir.path().join("sa2.yaml")).expect("rm");
+        assert!(
+            matches!(src.scan_update(false).expect("scan").0, Some(Update::Resync(o)) if o.len() == 2)
+        );
     }
 
     #[test]
