@@ -20,7 +20,17 @@ pub struct ConfigService {
     store: Arc<Store>,
     auth: Arc<dyn Authenticator>,
     ztunnel: (String, String),
+    full: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many full comparisons (first responses after a connect, or after a NACK) are built and in flight at
+/// once. A first response carries the whole mesh (~11k resources, several MB as messages for 10k pods): when
+/// every proxy reconnects together, building them all at once multiplies control's peak memory (and the heap it
+/// keeps afterwards) by the number of proxies; in turns, it is a few of them. Released at the proxy's answer.
+pub const MAX_FULL_RESPONSES: usize = 4;
+/// Longest a stream keeps its turn waiting for the proxy's answer (a proxy that never answers must not stall
+/// the others).
+pub const FULL_RESPONSE_TURN: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ConfigService {
     /// Serves `store`'s index to ztunnels (`ztunnel` = their namespace and service account; the token must be
@@ -30,6 +40,7 @@ impl ConfigService {
             store,
             auth,
             ztunnel,
+            full: Arc::new(tokio::sync::Semaphore::new(MAX_FULL_RESPONSES)),
         }
     }
 }
@@ -97,7 +108,8 @@ impl ConfigDiscovery for ConfigService {
         let (tx, rx) = mpsc::channel(2);
         let sent = sent_from(first.initial_versions);
         tracing::info!(subscriber = ?sub, held = sent.len(), "proxy subscribed");
-        tokio::spawn(session(self.store.clone(), sub, sent, inbound, tx));
+        let full = self.full.clone();
+        tokio::spawn(session(self.store.clone(), full, sub, sent, inbound, tx));
         let out =
             futures_util::stream::unfold(
                 rx,
@@ -110,6 +122,7 @@ impl ConfigDiscovery for ConfigService {
 /// Sends responses to one proxy until it goes away.
 async fn session(
     store: Arc<Store>,
+    full: Arc<tokio::sync::Semaphore>,
     sub: Subscriber,
     mut sent: Sent,
     mut inbound: Streaming<pb::ConfigRequest>,
@@ -127,8 +140,17 @@ async fn session(
     let mut undo = Undo::new();
     // After a NACK, nothing is resent until something changes (no tight NACK loop).
     let mut wait_change = false;
+    // Held from building a full comparison until the proxy answers it (or its turn ends).
+    let mut permit = None;
+    let mut turn_ends: Option<tokio::time::Instant> = None;
     loop {
         if pending.is_none() && !wait_change {
+            if last_seq.is_none() && permit.is_none() {
+                permit = tokio::select! {
+                    p = full.clone().acquire_owned() => p.ok(),
+                    _ = tx.closed() => return,
+                };
+            }
             seq_rx.borrow_and_update();
             undo.clear();
             let resp = {
@@ -144,9 +166,24 @@ async fn session(
                     return;
                 }
                 first = false;
+                turn_ends = permit
+                    .is_some()
+                    .then(|| tokio::time::Instant::now() + FULL_RESPONSE_TURN);
+            } else {
+                permit = None;
             }
         }
+        let turn = async {
+            match turn_ends {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = turn => {
+                permit = None;
+                turn_ends = None;
+            }
             changed = seq_rx.changed() => {
                 if changed.is_err() {
                     return;
@@ -171,6 +208,7 @@ async fn session(
                         wait_change = true;
                     }
                     pending = None;
+                    permit = None;
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {
