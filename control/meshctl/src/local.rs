@@ -22,6 +22,7 @@ pub mod state;
 pub mod store;
 pub mod sys;
 pub mod view;
+pub mod waypoints;
 mod up;
 
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 //! - The **store** ([`super::store`]) is the truth: `apply/delete/label` change it under a lock;
 //!   every change is projected to control's config dir and the agents' `cluster.yaml`.
 //! - Each **tick** ([`TICK`]) the runtime: (1) runs the controllers ([`super::controllers`]):
-//!   Deployments -> pods, scheduling (`spec.nodeName`); (2) creates a sandbox
+//!   waypoint Gateways -> Deployments ([`super::waypoints`]), Deployments -> pods, scheduling (`spec.nodeName`); (2) creates a sandbox
 //!   ([`super::sandbox`]) for every scheduled pod it does not run yet: pod netns recorded in
 //!   `state.json` first (name `meshctl-<id>-pod-<ns>-<name>`), CNI ADD of the node's chain
 //!   (bridge + host-local + mesh-cni, run in the node netns), [`RuntimeHook::sandbox_ready`],
@@ -212,7 +212,12 @@ impl Runtime {
     fn tick(&mut self) -> Result<(), LocalError> {
         let now = super::apply::timestamp();
         let nodes = self.ctx.nodes;
+        if let Err(e) = super::waypoints::tokens(&self.ctx, &store::load(&self.ctx.dir)?) {
+            log(format_args!("waypoints: {e}"));
+        }
+        let ctx = &self.ctx;
         let objects = store::update(&self.ctx.dir, |o| {
+            super::waypoints::reconcile(ctx, o);
             controllers::deployments(o, &now);
             controllers::schedule(o, nodes);
             Ok(o.clone())

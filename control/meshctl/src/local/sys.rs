@@ -13,7 +13,13 @@ pub const BIN_DIR_ENV: &str = "MESHCTL_BIN_DIR";
 /// Directory of the standard CNI plugins (Debian's containernetworking-plugins).
 pub const CNI_PLUGIN_DIR: &str = "/usr/lib/cni";
 /// Binaries of the mesh that local mode runs.
-pub const MESH_BINARIES: [&str; 4] = ["mesh-control", "ztunnel", "mesh-cni-agent", "mesh-cni"];
+pub const MESH_BINARIES: [&str; 5] = [
+    "mesh-control",
+    "ztunnel",
+    "mesh-cni-agent",
+    "mesh-cni",
+    "waypoint",
+];
 
 /// Errors of the system plumbing.
 #[derive(Debug, thiserror::Error)]
