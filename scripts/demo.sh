@@ -124,6 +124,16 @@ split_ok() { # counts: v1 and v3 both answered, nothing else, no failure
   [ "$v1" -gt 0 ] && [ "$v3" -gt 0 ] && [ "$v2" -eq 0 ] && [ "$f" -eq 0 ]
 }
 
+# After a route change: until one answer (with the given curl arguments) comes from `version`
+# (the config reached the waypoint; at most 20 s), then the counting starts.
+converge() { # version curl-args...
+  local v=$1; shift
+  for _ in $(seq 1 60); do
+    k exec bookinfo/sleep -- curl -s -m 2 "$@" http://reviews:9080/reviews 2>/dev/null | grep -q "\"version\":\"$v\"" && return
+    sleep 0.3
+  done
+}
+
 MARKER=PLAINTEXT-CANARY-$RANDOM$RANDOM
 # Capture every TCP segment between the nodes (the fabric bridge) during the requests, except the
 # ztunnels' config stream to control (15012).
@@ -138,17 +148,17 @@ for _ in $(seq 1 100); do
   sleep 0.3
 done
 
-echo "== no route (L4 only: ztunnel balances over every reviews pod)"
+echo "== no VirtualService yet: every version answers"
 R0=$(versions); echo "  $R0"
-check "requests across nodes answered (no route)" test "${R0##*failed=}" = 0
+check "requests across nodes answered (no VirtualService)" test "${R0##*failed=}" = 0
 
 echo "== route: all traffic to v1 ($EX/route-v1.yaml)"
-k apply -f "$EX/route-v1.yaml"; sleep 2
+k apply -f "$EX/route-v1.yaml"; sleep 1; converge v1
 R1=$(versions); echo "  default route: $R1"
 check "default route: only v1 answers" only "$R1" v1
 
 echo "== route: end-user: jason -> v2, others v1 ($EX/route-jason.yaml)"
-k apply -f "$EX/route-jason.yaml"; sleep 2
+k apply -f "$EX/route-jason.yaml"; converge v2 -H "end-user: jason"
 CURL_HDRS=(-H "end-user: jason")
 R2=$(versions); echo "  with end-user: jason: $R2"
 CURL_HDRS=()
@@ -157,7 +167,7 @@ check "header route: jason gets only v2" only "$R2" v2
 check "header route: others get only v1" only "$R3" v1
 
 echo "== route: 50/50 split v1/v3 ($EX/route-split.yaml)"
-k apply -f "$EX/route-split.yaml"; sleep 2
+k apply -f "$EX/route-split.yaml"; converge v3
 R4=$(versions); echo "  split: $R4"
 check "split: v1 and v3 answer, never v2" split_ok "$R4"
 
@@ -194,8 +204,9 @@ for (src, dst, wl, pol), v in sorted(rows.items(), key=lambda kv: str(kv[0])):
           f"{v.get('istio_tcp_sent_bytes_total', 0):.0f}, {v.get('istio_tcp_received_bytes_total', 0):.0f}")
 EOF
 cat "$WORK/metrics.txt"
-check "ztunnel reports mutual_tls from the client's identity" grep -q \
-  'spiffe://cluster.local/ns/bookinfo/sa/sleep -> spiffe://cluster.local/ns/bookinfo/sa/.* mutual_tls' "$WORK/metrics.txt"
+check "ztunnel on node-2 reports mutual_tls connections between SPIFFE identities" grep -q \
+  'spiffe://cluster.local/ns/bookinfo/sa/[a-z-]* -> spiffe://cluster.local/ns/bookinfo/sa/bookinfo-reviews .* mutual_tls' \
+  "$WORK/metrics.txt"
 check "ztunnel reports no plaintext connection" bash -c "! grep -q ' none:' '$WORK/metrics.txt'"
 
 echo "== waypoint metrics (istio_requests_total)"
@@ -205,10 +216,28 @@ for p in json.load(sys.stdin)["items"]:
     if p["metadata"].get("labels", {}).get("gateway.networking.k8s.io/gateway-name"):
         print(p["metadata"]["name"], p["status"].get("podIP", "")); break')
 if [ -n "$WP" ]; then
-  ip netns exec "meshctl-$ID-pod-bookinfo-${WP% *}" curl -s http://127.0.0.1:15020/metrics \
-    | grep -E '^istio_requests_total' | sed -E 's/.*destination_version="([^"]*)".*response_code="([^"]*)".*\} (.*)/  to \1 code \2: \3/' || true
+  ip netns exec "meshctl-$ID-pod-bookinfo-${WP% *}" curl -s http://127.0.0.1:15020/metrics >"$WORK/waypoint.prom"
+  python3 - "$WORK/waypoint.prom" >"$WORK/requests.txt" <<'EOF2'
+import re, sys
+rows = {}
+for line in open(sys.argv[1]):
+    m = re.match(r'istio_requests_total\{(.*)\} (\S+)$', line.strip())
+    if m:
+        l = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        key = (l.get("source_principal"), l.get("destination_service"), l.get("destination_workload"),
+               l.get("response_code"), l.get("connection_security_policy"))
+        rows[key] = rows.get(key, 0) + float(m.group(2))
+print("  waypoint pod: source_principal -> destination_service (workload) code policy: requests")
+for (src, svc, wl, code, pol), n in sorted(rows.items(), key=lambda kv: str(kv[0])):
+    print(f"  {src} -> {svc} ({wl}) {code} {pol}: {n:.0f}")
+EOF2
+  cat "$WORK/requests.txt"
+  check "waypoint reports istio_requests_total 200 from the client's identity over mutual_tls" grep -q \
+    'spiffe://cluster.local/ns/bookinfo/sa/sleep -> reviews.bookinfo.svc.cluster.local .* 200 mutual_tls' \
+    "$WORK/requests.txt"
 else
-  echo "  no waypoint pod in bookinfo (local mode does not run waypoints for istio-waypoint Gateways yet)"
+  echo "  no waypoint pod in bookinfo"
+  check "a waypoint runs for the bookinfo Gateway" false
 fi
 
 echo
