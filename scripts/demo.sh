@@ -124,13 +124,16 @@ split_ok() { # counts: v1 and v3 both answered, nothing else, no failure
   [ "$v1" -gt 0 ] && [ "$v3" -gt 0 ] && [ "$v2" -eq 0 ] && [ "$f" -eq 0 ]
 }
 
-# After a route change: until one answer (with the given curl arguments) comes from `version`
-# (the config reached the waypoint; at most 20 s), then the counting starts.
-converge() { # version curl-args...
-  local v=$1; shift
+# After a route change: until `times` answers in a row (with the given curl arguments) come from
+# `version` (the config reached the waypoint; at most ~20 s); then the counting starts.
+converge() { # times version curl-args...
+  local times=$1 v=$2 run=0; shift 2
   for _ in $(seq 1 60); do
-    k exec bookinfo/sleep -- curl -s -m 2 "$@" http://reviews:9080/reviews 2>/dev/null | grep -q "\"version\":\"$v\"" && return
-    sleep 0.3
+    if k exec bookinfo/sleep -- curl -s -m 2 "$@" http://reviews:9080/reviews 2>/dev/null | grep -q "\"version\":\"$v\""; then
+      run=$((run + 1)); [ "$run" -lt "$times" ] || return 0
+    else
+      run=0; sleep 0.3
+    fi
   done
 }
 
@@ -153,12 +156,12 @@ R0=$(versions); echo "  $R0"
 check "requests across nodes answered (no VirtualService)" test "${R0##*failed=}" = 0
 
 echo "== route: all traffic to v1 ($EX/route-v1.yaml)"
-k apply -f "$EX/route-v1.yaml"; sleep 1; converge v1
+k apply -f "$EX/route-v1.yaml"; converge 5 v1
 R1=$(versions); echo "  default route: $R1"
 check "default route: only v1 answers" only "$R1" v1
 
 echo "== route: end-user: jason -> v2, others v1 ($EX/route-jason.yaml)"
-k apply -f "$EX/route-jason.yaml"; converge v2 -H "end-user: jason"
+k apply -f "$EX/route-jason.yaml"; converge 1 v2 -H "end-user: jason"
 CURL_HDRS=(-H "end-user: jason")
 R2=$(versions); echo "  with end-user: jason: $R2"
 CURL_HDRS=()
@@ -167,7 +170,7 @@ check "header route: jason gets only v2" only "$R2" v2
 check "header route: others get only v1" only "$R3" v1
 
 echo "== route: 50/50 split v1/v3 ($EX/route-split.yaml)"
-k apply -f "$EX/route-split.yaml"; converge v3
+k apply -f "$EX/route-split.yaml"; converge 1 v3
 R4=$(versions); echo "  split: $R4"
 check "split: v1 and v3 answer, never v2" split_ok "$R4"
 
