@@ -25,7 +25,7 @@ PROFILE=${DEMO_PROFILE:-release}
 case "$PROFILE" in release) FLAG=--release ;; debug) FLAG= ;; *) echo "demo: DEMO_PROFILE is release or debug" >&2; exit 2 ;; esac
 
 if [ "${1:-}" = "--l4" ]; then
-  bash scripts/deps.sh
+  bash scripts/deps.sh --demo
   nice -n 19 cargo build $FLAG -p ztunnel -p mesh-testbed --bins
   MESH_PROFILE=$PROFILE exec "target/$PROFILE/mesh-l4-demo"
 fi
@@ -33,7 +33,7 @@ fi
 
 if [ -z "${DEMO_SKIP_BUILD:-}" ]; then
   echo "== dependencies"
-  bash scripts/deps.sh
+  bash scripts/deps.sh --demo
   echo "== build ($PROFILE)"
   nice -n 19 cargo build $FLAG -p meshctl -p mesh-control -p ztunnel -p mesh-cni -p waypoint
 fi
