@@ -201,8 +201,12 @@ pub struct AuthorizationPolicyObject {
 pub struct L7Config {
     /// Validated routes.
     pub routes: Vec<Route>,
-    /// Validated authorization policies (from the same objects).
+    /// Validated authorization policies (from the same objects), ALLOW and DENY.
     pub policies: Vec<crate::authz::Policy>,
+    /// Validated `action: AUDIT` policies: the waypoint logs the requests they match and never
+    /// denies for them. Kept apart, with their rules and an ALLOW action, so that no evaluator
+    /// that knows only ALLOW and DENY can enforce them by mistake.
+    pub audit_policies: Vec<crate::authz::Policy>,
     /// Validated DestinationRules.
     pub destination_rules: Vec<istio::DestinationRule>,
     /// Validated RequestAuthentications.
@@ -270,13 +274,20 @@ pub fn build(objects: &[L7Object]) -> Result<L7Config, Vec<L7Error>> {
         }
     }
     let mut policies = Vec::new();
+    let mut audit_policies = Vec::new();
     for o in objects {
         let L7Object::AuthorizationPolicy(p) = o else {
             continue;
         };
         let ns = ns_of(&p.metadata);
         unique("AuthorizationPolicy", &ns, &p.metadata.name, &mut errors);
-        match crate::authz::Policy::from_spec(&p.metadata.name, &ns, p.spec.clone()) {
+        let mut spec = p.spec.clone();
+        let audit = spec.action.as_deref() == Some("AUDIT");
+        if audit {
+            spec.action = None;
+        }
+        match crate::authz::Policy::from_spec(&p.metadata.name, &ns, spec) {
+            Ok(policy) if audit => audit_policies.push(policy),
             Ok(policy) => policies.push(policy),
             Err(e) => errors.push(L7Error::Invalid {
                 kind: "AuthorizationPolicy".into(),
@@ -327,6 +338,7 @@ pub fn build(objects: &[L7Object]) -> Result<L7Config, Vec<L7Error>> {
         Ok(L7Config {
             routes,
             policies,
+            audit_policies,
             destination_rules,
             authentications,
         })

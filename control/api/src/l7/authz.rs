@@ -5,7 +5,8 @@
 //! Istio's semantics: DENY policies first (any matching rule denies), then ALLOW (with ALLOW
 //! policies present, some rule of one must match). Fields of a source/operation are ANDed,
 //! values ORed, `not*` values negated. Hosts compare case-insensitively without port; paths,
-//! hosts and principals use Istio's `*` prefix/suffix patterns.
+//! hosts and principals use Istio's `*` prefix/suffix patterns. `AUDIT` policies are matched
+//! separately ([`audited`]) and never decide.
 
 use std::net::IpAddr;
 
@@ -84,6 +85,25 @@ pub fn evaluate(policies: &[&Policy], a: &HttpAttrs<'_>, req: &dyn RequestView) 
     } else {
         Decision::Deny(DenyReason::NoAllowMatch(tried))
     }
+}
+
+/// The `AUDIT` policies (see `L7Config::audit_policies`) with a rule matching the request: the
+/// waypoint logs them; they never change the decision.
+pub fn audited(
+    policies: &[&Policy],
+    a: &HttpAttrs<'_>,
+    req: &dyn RequestView,
+) -> Vec<crate::authz::PolicyRef> {
+    let cx = Cx {
+        a,
+        req,
+        principal: a.src_identity.map(PeerIdentity::principal),
+    };
+    policies
+        .iter()
+        .filter(|p| p.rules.iter().any(|r| cx.rule(r)))
+        .map(|p| p.key())
+        .collect()
 }
 
 struct Cx<'a> {

@@ -245,7 +245,17 @@ fn rule(h: &HttpRouteSpec, ns: &str) -> Result<Rule, FieldError> {
     if matches.is_empty() {
         matches.push(RouteMatch::any());
     }
+    if h.delegate.is_some() {
+        return Err(FieldError::new(
+            "delegate",
+            "delegation to another VirtualService is not supported by this waypoint",
+        ));
+    }
     let mut filters = Vec::new();
+    // CORS first: a preflight is answered before faults and routing, as Envoy's filter does.
+    if let Some(c) = &h.cors_policy {
+        filters.push(Filter::Cors(cors(c).map_err(|e| e.under("corsPolicy"))?));
+    }
     if let Some(f) = &h.fault {
         filters.push(Filter::Fault(fault(f).map_err(|e| e.under("fault"))?));
     }
@@ -382,6 +392,39 @@ fn rule(h: &HttpRouteSpec, ns: &str) -> Result<Rule, FieldError> {
     })
 }
 
+/// Istio's `corsPolicy` as the Gateway API CORS filter (exact origins only).
+fn cors(c: &spec::CorsPolicySpec) -> Result<crate::l7::cors::Cors, FieldError> {
+    let mut origins = c.allow_origin.clone();
+    for (i, o) in c.allow_origins.iter().enumerate() {
+        match (&o.exact, &o.prefix, &o.regex) {
+            (Some(e), None, None) => origins.push(e.clone()),
+            _ => {
+                return Err(FieldError::new(
+                    format!("allowOrigins[{i}]"),
+                    "only exact origins are supported (prefix and regex are not)",
+                ));
+            }
+        }
+    }
+    let max_age = match &c.max_age {
+        Some(t) => {
+            let d =
+                crate::l7::duration::parse_duration(t).map_err(|e| FieldError::new("maxAge", e))?;
+            Some(u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        }
+        None => None,
+    };
+    let spec = crate::l7::spec::CorsSpec {
+        allow_origins: origins,
+        allow_credentials: c.allow_credentials,
+        allow_methods: c.allow_methods.clone(),
+        allow_headers: c.allow_headers.clone(),
+        expose_headers: c.expose_headers.clone(),
+        max_age,
+    };
+    crate::l7::cors::Cors::from_spec(&spec).map_err(|m| FieldError::new("allowOrigins", m))
+}
+
 /// Validates a VirtualService into a route of kind `VirtualService`.
 pub fn virtual_service(obj: &VirtualServiceObject) -> Result<Route, FieldError> {
     let ns = obj
@@ -404,6 +447,18 @@ pub fn virtual_service(obj: &VirtualServiceObject) -> Result<Route, FieldError> 
             "spec.hosts",
             "at least one host is required",
         ));
+    }
+    for (field, present) in [
+        ("spec.tcp", !obj.spec.tcp.is_empty()),
+        ("spec.tls", !obj.spec.tls.is_empty()),
+    ] {
+        if present {
+            return Err(FieldError::new(
+                field,
+                "only http routes are supported by this waypoint (use a Service with \
+                 appProtocol tcp: the waypoint relays its connections to the service's endpoints)",
+            ));
+        }
     }
     let mut rules = Vec::new();
     for (i, h) in obj.spec.http.iter().enumerate() {

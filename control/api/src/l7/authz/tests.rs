@@ -145,3 +145,52 @@ fn no_policy_allows_and_an_empty_allow_denies_everything() {
     );
     assert!(!evaluate(&[&none], &a, &SimpleRequest::new("GET", "/")).is_allowed());
 }
+
+#[test]
+fn audit_policies_are_kept_apart_and_only_reported() {
+    let objects = crate::l7::parse_documents(
+        "audit.yaml",
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: audit-admin, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: '', name: echo}]
+  action: AUDIT
+  rules: [{to: [{operation: {paths: [/admin*]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-post, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: '', name: echo}]
+  action: DENY
+  rules: [{to: [{operation: {methods: [POST]}}]}]
+",
+    )
+    .expect("parses");
+    let config = crate::l7::build(&objects).expect("AUDIT is accepted");
+    assert_eq!(config.policies.len(), 1, "{:?}", config.policies);
+    assert_eq!(config.policies[0].name, "deny-post");
+    assert_eq!(config.audit_policies.len(), 1);
+    let audit: Vec<&Policy> = config.audit_policies.iter().collect();
+    let enforced: Vec<&Policy> = config.policies.iter().collect();
+    let client = id("default", "client");
+    let a = attrs(&client, None, None);
+    let admin = SimpleRequest::new("GET", "/admin/x");
+    // The audit policy matches /admin but never denies (nor turns into an ALLOW list).
+    assert_eq!(audited(&audit, &a, &admin), vec![audit[0].key()]);
+    assert!(evaluate(&enforced, &a, &admin).is_allowed());
+    assert!(audited(&audit, &a, &SimpleRequest::new("GET", "/ok")).is_empty());
+    // Other actions stay as they were: CUSTOM is still refused with a clear reason.
+    let custom = crate::l7::parse_documents(
+        "custom.yaml",
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: default}
+spec: {action: CUSTOM, provider: {name: ext}}
+",
+    )
+    .expect("parses");
+    let errors = crate::l7::build(&custom).expect_err("CUSTOM is refused");
+    assert!(errors[0].to_string().contains("CUSTOM"), "{errors:?}");
+}

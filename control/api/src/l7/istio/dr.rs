@@ -92,6 +92,35 @@ fn policy(
 ) -> Result<TrafficPolicy, FieldError> {
     let mut p = base.clone();
     let Some(spec) = spec else { return Ok(p) };
+    if let Some(lb) = &spec.load_balancer {
+        if lb.consistent_hash.is_some() {
+            return Err(FieldError::new(
+                "loadBalancer.consistentHash",
+                "consistent hashing is not supported by this waypoint (use simple)",
+            ));
+        }
+        if lb.locality_lb_setting.is_some() {
+            return Err(FieldError::new(
+                "loadBalancer.localityLbSetting",
+                "locality load balancing is not supported by this waypoint",
+            ));
+        }
+    }
+    match spec.tls.as_ref().and_then(|t| t.mode.as_deref()) {
+        // ISTIO_MUTUAL is what the waypoint does to mesh endpoints (HBONE); endpoints outside
+        // the mesh get plaintext, which is DISABLE.
+        None | Some("ISTIO_MUTUAL" | "DISABLE") => {}
+        Some(other) => {
+            return Err(FieldError::new(
+                "tls.mode",
+                format!(
+                    "{other:?} is not supported: the waypoint speaks HBONE (ISTIO_MUTUAL) to mesh \
+                     endpoints and plaintext (DISABLE) to others; SIMPLE and MUTUAL origination \
+                     is not implemented"
+                ),
+            ));
+        }
+    }
     if let Some(lb) = spec
         .load_balancer
         .as_ref()

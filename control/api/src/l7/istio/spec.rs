@@ -27,6 +27,12 @@ pub struct VirtualServiceSpec {
     /// HTTP routes, evaluated in order.
     #[serde(default)]
     pub http: Vec<HttpRouteSpec>,
+    /// TCP routes: not supported (rejected with a clear reason rather than ignored).
+    #[serde(default)]
+    pub tcp: Vec<serde_json::Value>,
+    /// TLS (SNI) routes: not supported (rejected).
+    #[serde(default)]
+    pub tls: Vec<serde_json::Value>,
 }
 
 /// One `http` route.
@@ -66,6 +72,39 @@ pub struct HttpRouteSpec {
     /// Header edits.
     #[serde(default)]
     pub headers: Option<HeadersSpec>,
+    /// CORS policy.
+    #[serde(default)]
+    pub cors_policy: Option<CorsPolicySpec>,
+    /// Delegation to another VirtualService: not supported (rejected).
+    #[serde(default)]
+    pub delegate: Option<serde_json::Value>,
+}
+
+/// Istio `CorsPolicy`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsPolicySpec {
+    /// Allowed origins (only `exact` matches are supported).
+    #[serde(default)]
+    pub allow_origins: Vec<StringMatchSpec>,
+    /// Deprecated list of exact origins.
+    #[serde(default)]
+    pub allow_origin: Vec<String>,
+    /// Allowed methods.
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// Allowed request headers.
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    /// Exposed response headers.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Preflight cache time (`24h`).
+    #[serde(default)]
+    pub max_age: Option<String>,
+    /// Whether credentials are allowed.
+    #[serde(default)]
+    pub allow_credentials: Option<bool>,
 }
 
 /// `HTTPMatchRequest`.
@@ -306,6 +345,17 @@ pub struct TrafficPolicySpec {
     /// Outlier detection.
     #[serde(default)]
     pub outlier_detection: Option<OutlierSpec>,
+    /// Upstream TLS (`ISTIO_MUTUAL` and `DISABLE` only).
+    #[serde(default)]
+    pub tls: Option<ClientTlsSpec>,
+}
+
+/// `ClientTLSSettings`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ClientTlsSpec {
+    /// `DISABLE`, `SIMPLE`, `MUTUAL`, `ISTIO_MUTUAL`.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// `LoadBalancerSettings` (simple only).
@@ -314,6 +364,12 @@ pub struct LoadBalancerSpec {
     /// `ROUND_ROBIN`, `LEAST_REQUEST`, `RANDOM`, `PASSTHROUGH`.
     #[serde(default)]
     pub simple: Option<String>,
+    /// Consistent hashing: not supported (rejected).
+    #[serde(default, rename = "consistentHash")]
+    pub consistent_hash: Option<serde_json::Value>,
+    /// Locality load balancing: not supported (rejected).
+    #[serde(default, rename = "localityLbSetting")]
+    pub locality_lb_setting: Option<serde_json::Value>,
 }
 
 /// `ConnectionPoolSettings`.

@@ -288,3 +288,112 @@ fn invalid_istio_objects_are_rejected_with_the_field() {
         assert!(errs[0].to_string().contains(field), "{doc}: {errs:?}");
     }
 }
+
+fn rejected(yaml: &str) -> String {
+    let errors = build(&parse_documents("t", yaml).unwrap()).expect_err("must be rejected");
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[test]
+fn cors_policy_becomes_the_cors_filter() {
+    let c = config(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  hosts: [reviews]
+  http:
+  - corsPolicy:
+      allowOrigins: [{exact: 'https://app.example'}]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-a]
+      exposeHeaders: [x-b]
+      maxAge: 24h
+      allowCredentials: true
+    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
+    route: [{destination: {host: reviews}}]
+",
+    );
+    let rule = &c.routes[0].rules[0];
+    let Some(Filter::Cors(cors)) = rule.filters.first() else {
+        panic!("CORS is not the first filter: {:?}", rule.filters);
+    };
+    assert_eq!(cors.allow_origins, ["https://app.example"]);
+    assert_eq!(cors.max_age, 86400);
+    assert!(cors.allow_credentials);
+    assert!(cors.origin_allowed("https://app.example"));
+    assert!(!cors.origin_allowed("https://evil.example"));
+    let e = rejected(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r, namespace: bookinfo}
+spec:
+  hosts: [reviews]
+  http: [{corsPolicy: {allowOrigins: [{prefix: 'https://'}]}, route: [{destination: {host: reviews}}]}]
+",
+    );
+    assert!(
+        e.contains("spec.http[0].corsPolicy.allowOrigins[0]") && e.contains("only exact"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unsupported_istio_fields_are_rejected_not_ignored() {
+    let vs = |extra: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: r, namespace: bookinfo}}
+spec:
+  hosts: [reviews]
+{extra}"
+        )
+    };
+    let e = rejected(&vs("  tcp: [{route: [{destination: {host: reviews}}]}]\n"));
+    assert!(
+        e.contains("spec.tcp") && e.contains("only http routes"),
+        "{e}"
+    );
+    let e = rejected(&vs("  tls: [{match: [{sniHosts: [a]}]}]\n"));
+    assert!(e.contains("spec.tls"), "{e}");
+    let e = rejected(&vs("  http: [{delegate: {name: other}}]\n"));
+    assert!(e.contains("spec.http[0].delegate"), "{e}");
+    let dr = |policy: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: d, namespace: bookinfo}}
+spec:
+  host: reviews
+  trafficPolicy: {policy}
+"
+        )
+    };
+    // HBONE is ISTIO_MUTUAL; DISABLE is plaintext to endpoints outside the mesh: both accepted.
+    assert_eq!(
+        config(&dr("{tls: {mode: ISTIO_MUTUAL}}"))
+            .destination_rules
+            .len(),
+        1
+    );
+    assert_eq!(
+        config(&dr("{tls: {mode: DISABLE}}"))
+            .destination_rules
+            .len(),
+        1
+    );
+    let e = rejected(&dr("{tls: {mode: SIMPLE}}"));
+    assert!(
+        e.contains("spec.trafficPolicy.tls.mode") && e.contains("SIMPLE"),
+        "{e}"
+    );
+    let e = rejected(&dr("{loadBalancer: {localityLbSetting: {enabled: true}}}"));
+    assert!(e.contains("localityLbSetting"), "{e}");
+    let e = rejected(&dr("{loadBalancer: {consistentHash: {httpHeaderName: x}}}"));
+    assert!(e.contains("consistentHash"), "{e}");
+}
