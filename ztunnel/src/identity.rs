@@ -77,11 +77,18 @@ impl ControlCa {
 impl CertSource for ControlCa {
     fn issue(&self, id: &SpiffeId) -> Result<WorkloadCert, String> {
         let sign = || self.handle.block_on(self.client.sign(id));
+        // On a multi-thread runtime the worker may block in place; a current-thread runtime
+        // (a data-path worker) cannot, so the call waits on a helper thread instead.
         let result = match tokio::runtime::Handle::try_current() {
-            Ok(_) => tokio::task::block_in_place(sign),
-            Err(_) => sign(),
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(sign).map_err(|e| e.to_string())
+            }
+            Ok(_) => std::thread::scope(|s| s.spawn(sign).join())
+                .map_err(|_| "the certificate request panicked".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+            Err(_) => sign().map_err(|e| e.to_string()),
         };
-        let (cert, roots) = result.map_err(|e| e.to_string())?;
+        let (cert, roots) = result?;
         *self.roots.lock().unwrap_or_else(|p| p.into_inner()) = roots;
         Ok(cert)
     }
