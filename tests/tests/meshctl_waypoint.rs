@@ -1,0 +1,360 @@
+//! End-to-end test of waypoints in local mode (DESIGN.md 5, 7) through the real `meshctl` binary:
+//! a Gateway of class `istio-waypoint` gets a running `waypoint` (its own pod, not captured,
+//! fed by control in `--control` mode); an HTTPRoute on the Service sends `x-canary: yes` to v2
+//! and the rest to v1, counted by the waypoint's metrics (`reporter="waypoint"`); deleting the
+//! Gateway removes the waypoint's pod and traffic goes direct again (ztunnel balances over both
+//! versions, the header no longer matters).
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use mesh_testbed::bin_path;
+use serde_json::Value;
+
+struct Cluster {
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn up(prefix: &str) -> Self {
+        let c = Self {
+            dir: tempfile::Builder::new().prefix(prefix).tempdir().unwrap(),
+        };
+        // Pods run with `up`'s PATH: `meshctl` (its `echo`) must be on it.
+        let bin = bin_path("meshctl");
+        let path = format!(
+            "{}:{}",
+            bin.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new(&bin)
+            .args(["local", "up", "--state"])
+            .arg(c.dir.path())
+            .args(["--nodes", "2"])
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "up: {}", text(&out.stderr));
+        c
+    }
+
+    fn meshctl(&self, args: &[&str]) -> Output {
+        let (verb, rest) = args.split_at(2.min(args.len()));
+        Command::new(bin_path("meshctl"))
+            .args(verb)
+            .arg("--state")
+            .arg(self.dir.path())
+            .args(rest)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.meshctl(args);
+        assert!(
+            out.status.success(),
+            "meshctl {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn apply(&self, name: &str, yaml: &str) {
+        let f = self.dir.path().join(name);
+        std::fs::write(&f, yaml).unwrap();
+        self.ok(&["local", "apply", "-f", f.to_str().unwrap()]);
+    }
+
+    /// The stored objects of `kind` (the store file: `get` lists only pods, services...).
+    fn get(&self, kind: &str) -> Vec<Value> {
+        let f = self.dir.path().join("store/objects.json");
+        let v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .cloned()
+            .collect()
+    }
+
+    /// The echo's JSON answer to `curl url` from pod `client` (`ns/name`), or the failure.
+    fn curl(&self, client: &str, url: &str, headers: &[&str]) -> Result<Value, String> {
+        let mut args = vec!["local", "exec", client, "--", "curl", "-s", "-m", "5"];
+        for h in headers {
+            args.extend(["-H", h]);
+        }
+        args.push(url);
+        let out = self.meshctl(&args);
+        serde_json::from_slice(&out.stdout)
+            .map_err(|_| format!("{}{}", text(&out.stdout), text(&out.stderr)))
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.meshctl(&["local", "down"]);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool, ctx: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            ctx()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The sum of `istio_requests_total` samples of `metrics` whose labels contain every one of
+/// `labels` (`name="value"`).
+fn requests_total(metrics: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+const APP: &str = r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: wp-e2e
+  labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: wp-e2e}
+spec:
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-v1, namespace: wp-e2e}
+spec:
+  selector: {app: echo, version: v1}
+  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-v2, namespace: wp-e2e}
+spec:
+  selector: {app: echo, version: v2}
+  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo-v1, namespace: wp-e2e}
+spec:
+  selector: {matchLabels: {app: echo, version: v1}}
+  template:
+    metadata: {labels: {app: echo, version: v1}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: node-2}
+      containers: [{name: echo, command: [meshctl, echo, --port, "8080", --version, v1]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo-v2, namespace: wp-e2e}
+spec:
+  selector: {matchLabels: {app: echo, version: v2}}
+  template:
+    metadata: {labels: {app: echo, version: v2}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: node-2}
+      containers: [{name: echo, command: [meshctl, echo, --port, "8080", --version, v2]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: wp-e2e}
+spec:
+  nodeName: node-1
+  containers: [{name: c, command: [sleep, "3600"]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo, namespace: wp-e2e}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 80}]
+  rules:
+  - matches: [{headers: [{name: x-canary, value: "yes"}]}]
+    backendRefs: [{name: echo-v2, port: 80}]
+  - backendRefs: [{name: echo-v1, port: 80}]
+"#;
+
+const GATEWAY: &str = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: wp-e2e}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+"#;
+
+#[test]
+fn a_waypoint_gateway_runs_a_waypoint_that_routes_by_header_until_it_is_deleted() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: local mode needs root");
+        return;
+    }
+    let c = Cluster::up("meshctl-waypoint-e2e-");
+    c.apply("app.yaml", APP);
+    c.apply("gateway.yaml", GATEWAY);
+    let logs = || {
+        format!(
+            "runtime:\n{}\ncontrol:\n{}",
+            c.log("runtime"),
+            c.log("control")
+        )
+    };
+
+    // The runtime deploys the waypoint: a Deployment and a pod of the Gateway's name, labelled
+    // for control and excluded from capture; the Gateway gets the pod's address.
+    wait_until(
+        "the waypoint pod ready and the Gateway programmed",
+        || {
+            let gw = c.get("Gateway");
+            gw.first()
+                .is_some_and(|g| g["status"]["addresses"][0]["value"].is_string())
+        },
+        logs,
+    );
+    let pods = c.get("Pod");
+    let wp = pods
+        .iter()
+        .find(|p| p["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] == "waypoint")
+        .unwrap()
+        .clone();
+    assert!(ready(&wp), "{wp}");
+    assert_eq!(wp["metadata"]["labels"]["istio.io/dataplane-mode"], "none");
+    assert_eq!(wp["spec"]["serviceAccountName"], "waypoint");
+    assert!(
+        wp["metadata"]["annotations"]["ambient.istio.io/redirection"].is_null(),
+        "the waypoint is not captured: {wp}"
+    );
+    let gw = &c.get("Gateway")[0];
+    assert_eq!(gw["status"]["addresses"][0]["value"], wp["status"]["podIP"]);
+    let wp_pod = format!("wp-e2e/{}", wp["metadata"]["name"].as_str().unwrap());
+
+    // Header routing through the waypoint: retry until control's config reached both sides.
+    wait_until(
+        "the canary header routed to v2",
+        || {
+            c.curl("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
+                .is_ok_and(|v| v["version"] == "v2")
+        },
+        || {
+            format!(
+                "{}\nwaypoint:\n{}",
+                logs(),
+                c.ok(&["local", "logs", &wp_pod])
+            )
+        },
+    );
+    for _ in 0..10 {
+        let canary = c
+            .curl("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
+            .unwrap();
+        assert_eq!(canary["version"], "v2", "{canary}");
+        let plain = c.curl("wp-e2e/client", "http://echo.wp-e2e/", &[]).unwrap();
+        assert_eq!(plain["version"], "v1", "{plain}");
+        let other = c
+            .curl("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: no"])
+            .unwrap();
+        assert_eq!(other["version"], "v1", "{other}");
+    }
+    // The waypoint counted them (its own metrics, reporter="waypoint").
+    let metrics = c.ok(&[
+        "local",
+        "exec",
+        &wp_pod,
+        "--",
+        "curl",
+        "-s",
+        "http://127.0.0.1:15020/metrics",
+    ]);
+    let metrics: String = metrics
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let ok = |extra: &str| {
+        let mut labels = vec!["reporter=\"waypoint\"", "response_code=\"200\""];
+        if !extra.is_empty() {
+            labels.push(extra);
+        }
+        requests_total(&metrics, &labels)
+    };
+    assert!(ok("") >= 30.0, "{metrics}");
+    assert!(
+        ok("destination_workload=\"echo-v2-") >= 10.0
+            && ok("destination_workload=\"echo-v1-") >= 20.0,
+        "{metrics}"
+    );
+
+    // The Gateway deleted: the waypoint's Deployment and pod go, traffic goes direct (both
+    // versions answer whatever the header says).
+    let gw_file = c.dir.path().join("gateway.yaml");
+    c.ok(&["local", "delete", "-f", gw_file.to_str().unwrap()]);
+    wait_until(
+        "the waypoint pod and deployment gone",
+        || {
+            c.get("Pod").iter().all(|p| {
+                p["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"].is_null()
+            }) && c
+                .get("Deployment")
+                .iter()
+                .all(|d| d["metadata"]["name"] != "waypoint")
+        },
+        logs,
+    );
+    wait_until(
+        "v1 answering the canary header (no waypoint: ztunnel balances over both)",
+        || {
+            c.curl("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
+                .is_ok_and(|v| v["version"] == "v1")
+        },
+        logs,
+    );
+    let mut versions = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let v = c
+            .curl("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
+            .unwrap();
+        versions.insert(v["version"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        versions.len(),
+        2,
+        "both versions answer directly: {versions:?}"
+    );
+    let zlog = c.log("ztunnel-node-1");
+    assert!(
+        zlog.contains("dst.service=\"echo.wp-e2e.svc.cluster.local\""),
+        "{zlog}"
+    );
+}
