@@ -91,6 +91,10 @@ done
 k get pods -n bookinfo
 check "every bookinfo pod Running and Ready" test "${ready% *}" = "${ready#* }"
 
+# A command's exit code after Ctrl-C/SIGTERM (128 + signal) stops the demo (the subshell of a
+# $(...) would otherwise go on, and bash skips its INT trap when a child handled the signal).
+interrupted() { if [ "$1" -eq 130 ] || [ "$1" -eq 143 ]; then exit "$1"; fi; }
+
 # N requests from the client on node-1 to reviews (on node-2); prints "v1=.. v2=.. v3=.. failed=..".
 CURL_HDRS=()
 versions() {
@@ -98,7 +102,7 @@ versions() {
   : >"$out"
   for _ in $(seq 1 "$N"); do
     k exec bookinfo/sleep -- curl -s -m 5 "${CURL_HDRS[@]}" -H "x-demo-marker: $MARKER" \
-      http://reviews:9080/reviews >>"$out" 2>/dev/null || true
+      http://reviews:9080/reviews >>"$out" 2>/dev/null || interrupted $?
     echo >>"$out"
   done
   python3 - "$out" "$N" <<'EOF'
@@ -129,7 +133,9 @@ split_ok() { # counts: v1 and v3 both answered, nothing else, no failure
 converge() { # times version curl-args...
   local times=$1 v=$2 run=0; shift 2
   for _ in $(seq 1 60); do
-    if k exec bookinfo/sleep -- curl -s -m 2 "$@" http://reviews:9080/reviews 2>/dev/null | grep -q "\"version\":\"$v\""; then
+    local answer
+    answer=$(k exec bookinfo/sleep -- curl -s -m 2 "$@" http://reviews:9080/reviews 2>/dev/null) || interrupted $?
+    if echo "$answer" | grep -q "\"version\":\"$v\""; then
       run=$((run + 1)); [ "$run" -lt "$times" ] || return 0
     else
       run=0; sleep 0.3
@@ -147,7 +153,8 @@ sleep 1
 
 echo "== first answer through the mesh"
 for _ in $(seq 1 100); do
-  k exec bookinfo/sleep -- curl -s -m 2 http://reviews:9080/reviews 2>/dev/null | grep -q '"version"' && break
+  answer=$(k exec bookinfo/sleep -- curl -s -m 2 http://reviews:9080/reviews 2>/dev/null) || interrupted $?
+  echo "$answer" | grep -q '"version"' && break
   sleep 0.3
 done
 
