@@ -11,7 +11,7 @@
 #   sudo bash scripts/demo.sh            # the local-mode demo
 #   sudo bash scripts/demo.sh --l4       # the older L4 demo: two real ztunnels, no control plane
 #   DEMO_PROFILE=debug ...               # use (and build) debug binaries instead of release
-#   DEMO_REQUESTS=30 ...                 # requests per measure
+#   DEMO_REQUESTS=40 ...                 # requests per measure
 #   DEMO_SKIP_BUILD=1 ...                # skip deps.sh and the build (binaries already built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +41,7 @@ fi
 BIN=$ROOT/target/$PROFILE
 MESHCTL=$BIN/meshctl
 STATE=/run/meshctl-demo
-N=${DEMO_REQUESTS:-30}
+N=${DEMO_REQUESTS:-40}
 WORK=$(mktemp -d /tmp/meshctl-demo.XXXXXX)
 FAILED=()
 PASSED=()
@@ -74,22 +74,29 @@ k() { local verb=$1; shift; "$MESHCTL" local "$verb" --state "$STATE" "$@"; }
 # The example: examples/bookinfo/ (see examples/README.md) when present, else the demo's own copy.
 EX=$ROOT/examples/bookinfo
 if [ ! -f "$EX/base.yaml" ]; then EX=$ROOT/scripts/demo-bookinfo; fi
-echo "== apply $EX/base.yaml"
-k apply -f "$EX/base.yaml"
-
-echo "== wait for the pods"
-for _ in $(seq 1 150); do
-  ready=$(k get pods -n bookinfo -o json | python3 -c '
+# Pods of bookinfo Running and Ready, as "ready total".
+pods_ready() {
+  k get pods -n bookinfo -o json | python3 -c '
 import json, sys
 items = json.load(sys.stdin)["items"]
 ok = [p for p in items if p.get("status", {}).get("phase") == "Running" and p.get("status", {}).get("podIP")
       and any(c.get("type") == "Ready" and c.get("status") == "True" for c in p["status"].get("conditions", []))]
-print(len(ok), len(items))')
-  [ "${ready% *}" = "${ready#* }" ] && [ "${ready% *}" -gt 0 ] && break
-  sleep 0.2
-done
-k get pods -n bookinfo
-check "every bookinfo pod Running and Ready" test "${ready% *}" = "${ready#* }"
+print(len(ok), len(items))'
+}
+wait_pods() { # at least this many pods, all ready (at most ~30 s)
+  for _ in $(seq 1 150); do
+    ready=$(pods_ready)
+    [ "${ready% *}" = "${ready#* }" ] && [ "${ready% *}" -ge "$1" ] && break
+    sleep 0.2
+  done
+  k get pods -n bookinfo
+  [ "${ready% *}" = "${ready#* }" ] && [ "${ready% *}" -ge "$1" ]
+}
+
+echo "== step 1: apply $EX/base.yaml"
+k apply -f "$EX/base.yaml"
+check "every bookinfo pod Running and Ready" wait_pods 1
+PODS=${ready#* }
 
 # A command's exit code after Ctrl-C/SIGTERM (128 + signal) stops the demo (the subshell of a
 # $(...) would otherwise go on, and bash skips its INT trap when a child handled the signal).
@@ -158,16 +165,20 @@ for _ in $(seq 1 100); do
   sleep 0.3
 done
 
-echo "== no VirtualService yet: every version answers"
+echo "== no waypoint yet (L4 only): ztunnel balances over every reviews pod"
 R0=$(versions); echo "  $R0"
-check "requests across nodes answered (no VirtualService)" test "${R0##*failed=}" = 0
+check "requests across nodes answered (L4 only)" test "${R0##*failed=}" = 0
 
-echo "== route: all traffic to v1 ($EX/route-v1.yaml)"
+echo "== step 2: a waypoint for bookinfo ($EX/waypoint.yaml)"
+k apply -f "$EX/waypoint.yaml"
+check "the waypoint pod runs and is ready" wait_pods $((PODS + 1))
+
+echo "== step 3: all traffic to v1 ($EX/route-v1.yaml)"
 k apply -f "$EX/route-v1.yaml"; converge 5 v1
 R1=$(versions); echo "  default route: $R1"
 check "default route: only v1 answers" only "$R1" v1
 
-echo "== route: end-user: jason -> v2, others v1 ($EX/route-jason.yaml)"
+echo "== step 4: end-user: jason -> v2, others v1 ($EX/route-jason.yaml)"
 k apply -f "$EX/route-jason.yaml"; converge 1 v2 -H "end-user: jason"
 CURL_HDRS=(-H "end-user: jason")
 R2=$(versions); echo "  with end-user: jason: $R2"
@@ -176,7 +187,7 @@ R3=$(versions); echo "  without the header:   $R3"
 check "header route: jason gets only v2" only "$R2" v2
 check "header route: others get only v1" only "$R3" v1
 
-echo "== route: 50/50 split v1/v3 ($EX/route-split.yaml)"
+echo "== step 5: split v1/v3 ($EX/route-split.yaml: $(grep -o 'subset: v[0-9]}, weight: [0-9]*' "$EX/route-split.yaml" | sed 's/subset: \(v[0-9]\)}, weight: \([0-9]*\)/\1 \2%/' | paste -sd' '))"
 k apply -f "$EX/route-split.yaml"; converge 1 v3
 R4=$(versions); echo "  split: $R4"
 check "split: v1 and v3 answer, never v2" split_ok "$R4"
@@ -252,9 +263,10 @@ fi
 
 echo
 echo "== summary"
+echo "  L4 only, no waypoint:          $R0"
 echo "  default route (all v1):        $R1"
 echo "  header route (jason -> v2):    $R2   (others: $R3)"
-echo "  split (v1/v3 50/50):           $R4"
+echo "  split (route-split.yaml):      $R4"
 echo "  fabric capture: $HBONE of $TOTAL segments on 15008; marker $MARKER seen in clear: $(grep -aq "$MARKER" "$WORK/fabric.pcap" && echo yes || echo no)"
 echo "  checks passed: ${#PASSED[@]}, failed: ${#FAILED[@]}"
 for f in "${FAILED[@]}"; do echo "    FAILED: $f"; done
