@@ -46,6 +46,7 @@ impl Store {
 
     /// Applies one update; returns how many resources changed.
     pub fn apply(&self, update: Update) -> usize {
+        let resync = matches!(update, Update::Resync(_) | Update::ResyncKind(..));
         let (changed, seq) = {
             let mut index = self.lock();
             let changed = match update {
@@ -59,6 +60,9 @@ impl Store {
             };
             (changed.len(), index.seq())
         };
+        if resync {
+            release_free_heap();
+        }
         if changed > 0 {
             self.seq.send_replace(seq);
         }
@@ -80,5 +84,15 @@ impl Store {
             let changed = self.apply(update);
             tracing::debug!(changed, "index updated");
         }
+    }
+}
+
+/// Gives the heap freed by a full resync (parsed documents, copies of every object compared) back to the system:
+/// glibc keeps freed memory in its arenas, so without this control's RSS stays at the peak of its first sync.
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; no pointer of ours is involved.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
