@@ -357,4 +357,31 @@ fn a_waypoint_gateway_runs_a_waypoint_that_routes_by_header_until_it_is_deleted(
         zlog.contains("dst.service=\"echo.wp-e2e.svc.cluster.local\""),
         "{zlog}"
     );
+
+    // The same through `meshctl waypoint --state`: apply writes the Gateway to the store, list
+    // shows it programmed at its pod's address, routing is back; delete removes it and the label.
+    let out = c.ok(&["waypoint", "apply", "-n", "wp-e2e"]);
+    assert!(out.contains("waypoint wp-e2e/waypoint applied"), "{out}");
+    wait_until(
+        "waypoint list showing it programmed",
+        || {
+            let out = c.ok(&["waypoint", "list", "-n", "wp-e2e"]);
+            out.contains("waypoint") && out.contains("True") && out.contains("10.")
+        },
+        logs,
+    );
+    wait_until(
+        "the canary header routed to v2 again",
+        || {
+            c.curl("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
+                .is_ok_and(|v| v["version"] == "v2")
+        },
+        logs,
+    );
+    let out = c.meshctl(&["waypoint", "delete", "-n", "wp-e2e", "--name", "nope"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("no waypoint wp-e2e/nope"));
+    let out = c.ok(&["waypoint", "delete", "-n", "wp-e2e"]);
+    assert!(out.contains("label istio.io/use-waypoint removed"), "{out}");
+    let out = c.ok(&["waypoint", "list", "-A"]);
+    assert!(!out.contains("wp-e2e"), "{out}");
 }

@@ -6,11 +6,13 @@
 //!   `istio.io/use-waypoint=<name>`.
 //! - `list` shows the waypoints of a namespace (or all) with their `istio.io/waypoint-for` and
 //!   `Programmed` condition.
+//! - `--local [--state DIR]` runs the same verbs on a local cluster's store ([`local`]).
 //! - `delete` removes a waypoint (refusing Gateways of other classes) and the namespace's
 //!   `istio.io/use-waypoint` label when it names that waypoint.
 
 pub mod client;
 mod gateway;
+pub mod local;
 
 use clap::{Args, Subcommand};
 use k8s_openapi::api::core::v1::Namespace;
@@ -111,6 +113,9 @@ pub struct ApplyArgs {
     /// Cluster selection.
     #[command(flatten)]
     pub kube: KubeArgs,
+    /// A local cluster instead (`--local`, `--state DIR`).
+    #[command(flatten)]
+    pub local: local::LocalArgs,
 }
 
 /// `meshctl waypoint list`.
@@ -128,6 +133,9 @@ pub struct ListArgs {
     /// Cluster selection.
     #[command(flatten)]
     pub kube: KubeArgs,
+    /// A local cluster instead (`--local`, `--state DIR`).
+    #[command(flatten)]
+    pub local: local::LocalArgs,
 }
 
 /// `meshctl waypoint delete`.
@@ -142,10 +150,22 @@ pub struct DeleteArgs {
     /// Cluster selection.
     #[command(flatten)]
     pub kube: KubeArgs,
+    /// A local cluster instead (`--local`, `--state DIR`).
+    #[command(flatten)]
+    pub local: local::LocalArgs,
 }
 
 /// Runs a `meshctl waypoint` verb against the cluster of the kubeconfig and prints the result.
 pub fn run(cmd: WaypointCommand) -> anyhow::Result<()> {
+    let local = match &cmd {
+        WaypointCommand::Apply(a) => a.local.dir(),
+        WaypointCommand::List(a) => a.local.dir(),
+        WaypointCommand::Delete(a) => a.local.dir(),
+    };
+    if let Some(dir) = local {
+        print!("{}", local::run(&cmd, &dir)?);
+        return Ok(());
+    }
     let rt = client::runtime()?;
     let out = rt.block_on(async move {
         let context = match &cmd {
