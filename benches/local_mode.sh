@@ -72,19 +72,30 @@ component_pid() { python3 -c '
 import json, sys
 print(next(p["pid"] for p in json.load(open(sys.argv[1]))["processes"] if p["name"] == sys.argv[2]))' "$STATE/state.json" "$1"; }
 
-# Every pid of the cluster: its recorded components and whatever runs in its namespaces (pods).
+# A process's identity: pid and start time (a pid can be reused by then on a busy machine).
+ident() { local st; st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0; echo "$1:$(echo "${st##*) }" | awk '{print $20}')"; }
+
+# Every process of the cluster: its recorded components and whatever runs in its namespaces (pods).
 cluster_pids() { # id
-  python3 -c 'import json,sys; [print(p["pid"]) for p in json.load(open(sys.argv[1]))["processes"]]' "$STATE/state.json"
-  for ns in $(ip netns list | awk '{print $1}' | grep "^meshctl-$1-" || true); do ip netns pids "$ns" 2>/dev/null || true; done
+  local p
+  for p in $(python3 -c 'import json,sys; [print(p["pid"]) for p in json.load(open(sys.argv[1]))["processes"]]' "$STATE/state.json"); do
+    ident "$p"
+  done
+  for ns in $(ip netns list | awk '{print $1}' | grep "^meshctl-$1-" || true); do
+    for p in $(ip netns pids "$ns" 2>/dev/null || true); do ident "$p"; done
+  done
 }
 
-# What `down` left: netns with the prefix, live pids among $2.., /etc/netns dirs. Empty = clean.
-leftovers() { # id pids...
+# What `down` left: netns with the prefix, live processes among $2.. (pid:start), /etc/netns dirs.
+leftovers() { # id idents...
   local id=$1; shift
   local left=()
   left+=($(ip netns list | awk '{print $1}' | grep "^meshctl-$id-" || true))
   for p in "$@"; do
-    if [ -e "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null; then left+=("pid:$p"); fi
+    local pid=${p%%:*}
+    if [ "$(ident "$pid")" = "$p" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then
+      left+=("pid:$pid($(cat "/proc/$pid/comm" 2>/dev/null))")
+    fi
   done
   left+=($(ls -d /etc/netns/meshctl-"$id"-* 2>/dev/null || true))
   echo "${left[*]:-}"
