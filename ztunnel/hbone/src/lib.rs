@@ -7,6 +7,7 @@
 //! - [`client`]: open a tunnel over one HTTP/2 connection ([`client::connect`]).
 //! - [`pool`]: HTTP/2 connections pooled by (source, destination identity, destination).
 
+pub mod bufio;
 pub mod client;
 pub mod config;
 pub mod copy;
@@ -14,6 +15,7 @@ pub mod pool;
 pub mod server;
 pub mod stream;
 
+pub use bufio::ReadBuffered;
 pub use client::{ConnectError, TunnelRequest};
 pub use config::H2Config;
 pub use copy::{CopyError, Transferred, copy_bidirectional};

@@ -26,6 +26,7 @@ pub use request::{
     parse_forwarded_for,
 };
 
+use crate::bufio::ReadBuffered;
 use crate::config::H2Config;
 use crate::stream::H2Stream;
 
@@ -195,12 +196,12 @@ pub async fn accept_tls(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     timeout: Duration,
-) -> Result<(TlsStream<TcpStream>, ConnInfo), ServeError> {
+) -> Result<(TlsStream<ReadBuffered<TcpStream>>, ConnInfo), ServeError> {
     let peer_addr = tcp.peer_addr().map_err(ServeError::SocketAddr)?;
     let local_addr = tcp.local_addr().map_err(ServeError::SocketAddr)?;
     // Nagle only delays small tunnel writes; failure to disable it is harmless.
     let _ = tcp.set_nodelay(true);
-    let tls = tokio::time::timeout(timeout, acceptor.accept(tcp))
+    let tls = tokio::time::timeout(timeout, acceptor.accept(ReadBuffered::new(tcp)))
         .await
         .map_err(|_| ServeError::HandshakeTimeout {
             peer: peer_addr,

@@ -154,7 +154,7 @@ pub(crate) async fn dial(
         let _ = tcp.set_nodelay(true);
         let server_name = ServerName::IpAddress(dst.ip().into());
         let tls = TlsConnector::from(tls_config)
-            .connect(server_name, tcp)
+            .connect(server_name, crate::ReadBuffered::new(tcp))
             .await
             .map_err(|source| DialError::Tls { dst, source })?;
         crate::client::handshake(tls, &inner.cfg.h2)
