@@ -13,6 +13,7 @@ use crate::inpod::{client, pods::PodManager};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::telemetry;
+use crate::workers::Workers;
 
 /// Runs ztunnel until a signal or `/quitquitquit` drains it.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -34,6 +35,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         drain_period: config.drain,
         ..Default::default()
     };
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let workers = Arc::new(Workers::start(workers).context("cannot start the data-path workers")?);
     let proxy = Arc::new(Proxy {
         state: state.clone(),
         certs: certs.clone(),
@@ -42,6 +48,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         trust_domain: config.trust_domain.clone(),
         pool: hbone::PoolConfig::default(),
         serve,
+        workers: workers.clone(),
     });
     let pods = Arc::new(PodManager::new(proxy));
 
@@ -103,6 +110,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     servers_stop.cancel();
     // The handoff thread notices the cancellation within its read poll interval.
     let _ = tokio::task::spawn_blocking(move || handoff.join()).await;
+    let _ = tokio::task::spawn_blocking(move || workers.shutdown()).await;
     tracing::info!("ztunnel stopped");
     Ok(())
 }

@@ -110,8 +110,9 @@ pub struct Config {
     #[arg(long, value_parser = parse_secs, default_value = "5")]
     pub drain: Duration,
 
-    /// Worker threads of the async runtime (0 = one per core).
-    #[arg(long, default_value_t = 0)]
+    /// Data-path worker threads, each with its own listeners and HBONE pools (0 = one per core).
+    /// Two, like Istio's ztunnel: a node proxy should leave the cores to the workloads.
+    #[arg(long, default_value_t = 2)]
     pub workers: usize,
 }
 

@@ -5,6 +5,7 @@
 //! the destination and exports Istio's metrics ([`metrics`]) and an admin API ([`admin`]).
 
 pub mod admin;
+pub mod alloc;
 pub mod app;
 pub mod config;
 pub mod control;
@@ -15,3 +16,4 @@ pub mod proxy;
 pub mod socket;
 pub mod state;
 pub mod telemetry;
+pub mod workers;

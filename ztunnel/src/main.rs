@@ -3,11 +3,12 @@
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    ztunnel::alloc::tune();
     let config = ztunnel::config::Config::parse();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all().thread_name("ztunnel-worker");
-    if config.workers > 0 {
-        rt.worker_threads(config.workers);
-    }
-    rt.build()?.block_on(ztunnel::app::run(config))
+    // The control side (handoff, control stream, admin) runs here; connections run on the
+    // data-path workers that `app::run` starts (see `ztunnel::workers`).
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(ztunnel::app::run(config))
 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::identity::CertManager;
 use crate::metrics::Metrics;
-use crate::socket::NetnsWorker;
+use crate::socket::PodNetns;
 use crate::state::State;
 
 /// How long a client may take to complete the TLS handshake on 15008.
@@ -43,6 +43,8 @@ pub struct Proxy {
     pub pool: hbone::PoolConfig,
     /// HBONE server settings.
     pub serve: hbone::ServeOptions,
+    /// The data-path workers every pod's listeners are spread over.
+    pub workers: Arc<crate::workers::Workers>,
 }
 
 impl Proxy {
@@ -63,26 +65,38 @@ pub struct PodContext {
     /// The pod's workload identity.
     pub identity: SpiffeId,
     /// Creates sockets inside the pod's network namespace.
-    pub netns: Arc<NetnsWorker>,
-    /// HBONE connections made from this pod.
-    pub pool: hbone::Pool,
+    pub netns: Arc<PodNetns>,
+    /// HBONE connections made from this pod, one pool per data-path worker (a connection uses
+    /// its own worker's pool, so its tunnels never cross threads).
+    pools: Vec<hbone::Pool>,
 }
 
 impl PodContext {
     /// Context for `info`, creating sockets through `netns`.
-    pub fn new(proxy: Arc<Proxy>, info: PodInfo, netns: NetnsWorker) -> Result<Self, String> {
+    pub fn new(proxy: Arc<Proxy>, info: PodInfo, netns: PodNetns) -> Result<Self, String> {
         let identity = SpiffeId::new(&proxy.trust_domain, &info.namespace, &info.service_account);
         // Round-trip through the parser: a name that cannot form a valid SPIFFE id is refused here.
         let identity: SpiffeId = identity.to_string().parse().map_err(|e| format!("{e}"))?;
         let netns = Arc::new(netns);
-        let connector = connector::PodConnector::new(netns.clone(), proxy.certs.clone());
-        let pool = hbone::Pool::new(Arc::new(connector), proxy.pool.clone());
+        let connector = Arc::new(connector::PodConnector::new(
+            netns.clone(),
+            proxy.certs.clone(),
+        ));
+        let pools = (0..proxy.workers.len())
+            .map(|_| hbone::Pool::new(connector.clone(), proxy.pool.clone()))
+            .collect();
         Ok(Self {
             proxy,
             info,
             identity,
             netns,
-            pool,
+            pools,
         })
+    }
+
+    /// The HBONE pool of the calling worker.
+    pub fn pool(&self) -> &hbone::Pool {
+        let i = crate::workers::current();
+        &self.pools[i.min(self.pools.len().saturating_sub(1))]
     }
 }

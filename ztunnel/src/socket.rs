@@ -4,9 +4,9 @@
 //!
 //! A socket belongs to the network namespace that was current for the thread that called
 //! `socket(2)`; once created it can be bound, connected and polled from any thread. So ztunnel only
-//! needs to be "inside" a pod's netns for the instant a socket is created. That happens on a
-//! dedicated OS thread ([`in_netns`] or a [`NetnsWorker`]), never on a tokio worker, so a runtime
-//! thread can never be left in the wrong namespace.
+//! needs to be "inside" a pod's netns for the instant a socket is created: [`PodNetns::run`] enters
+//! it on the calling thread and returns the thread home before returning (aborting the process if
+//! that ever failed, so no thread can be left in the wrong namespace).
 
 mod connect;
 mod listener;
@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 
 pub use connect::{ConnectBuilder, into_tokio_socket};
 pub use listener::ListenerBuilder;
-pub use netns::{NetnsWorker, in_netns};
+pub use netns::{PodNetns, in_netns};
 pub use orig_dst::original_dst;
 
 /// The `SO_MARK` ztunnel puts on every socket it creates for a pod, so the pod's redirect rules
@@ -53,11 +53,6 @@ pub enum SocketError {
         "the function run inside a pod network namespace panicked (see the panic message above)"
     )]
     Panicked,
-    /// The helper thread of a [`NetnsWorker`] is gone.
-    #[error(
-        "the helper thread of this pod network namespace has stopped; re-create the NetnsWorker"
-    )]
-    WorkerStopped,
     /// `socket(2)` failed.
     #[error(
         "cannot create a TCP socket for {addr}: {err} (check the fd limit and that the address family is enabled)"
@@ -125,7 +120,7 @@ impl SocketError {
             | Self::Listen { err, .. }
             | Self::OriginalDst { err, .. } => err.kind(),
             Self::EnterNetns(errno) => io::Error::from(*errno).kind(),
-            Self::Panicked | Self::WorkerStopped => io::ErrorKind::Other,
+            Self::Panicked => io::ErrorKind::Other,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use tokio_util::sync::CancellationToken;
 
 use crate::proxy::{self, PodContext, Proxy};
-use crate::socket::NetnsWorker;
+use crate::socket::PodNetns;
 
 /// Errors changing the pod set.
 #[derive(Debug, thiserror::Error)]
@@ -58,13 +58,12 @@ impl PodManager {
         let uid = info.uid.clone();
         let netns_inode =
             super::reaper::inode_of(&netns).map_err(|e| PodError::Netns(uid.clone(), e))?;
-        let worker = NetnsWorker::spawn(std::os::fd::AsFd::as_fd(&netns))
+        let worker = PodNetns::open(std::os::fd::AsFd::as_fd(&netns))
             .map_err(|e| PodError::Netns(uid.clone(), e.into()))?;
         let ctx = PodContext::new(self.proxy.clone(), info, worker)
             .map_err(|e| PodError::Identity(uid.clone(), e))?;
         let ctx = Arc::new(ctx);
         let listeners = proxy::listeners::open(&ctx)
-            .await
             .map_err(|(addr, e)| PodError::Listen(uid.clone(), addr, e))?;
         let stop = self.proxy.drain.child_token();
         proxy::listeners::spawn(ctx.clone(), listeners, stop.clone());

@@ -10,18 +10,17 @@ use hbone::{Connector, PoolKey};
 use tokio::net::TcpStream;
 
 use crate::identity::CertManager;
-use crate::socket::{ConnectBuilder, NetnsWorker, SocketError, ZTUNNEL_MARK, into_tokio_socket};
+use crate::socket::{ConnectBuilder, PodNetns, SocketError, ZTUNNEL_MARK, into_tokio_socket};
 
 /// Opens a TCP connection to `dst` from inside the pod's namespace, marked as ztunnel's own traffic.
-pub async fn connect_in_pod(netns: &NetnsWorker, dst: SocketAddr) -> io::Result<TcpStream> {
+pub async fn connect_in_pod(netns: &PodNetns, dst: SocketAddr) -> io::Result<TcpStream> {
     let socket = netns
-        .run_async(move || -> Result<_, SocketError> {
+        .run(move || -> Result<_, SocketError> {
             ConnectBuilder::new(dst)
                 .mark(Some(ZTUNNEL_MARK))
                 .nodelay(true)
                 .build()
         })
-        .await
         .map_err(io::Error::other)?;
     let connect = into_tokio_socket(socket).connect(dst);
     tokio::time::timeout(super::CONNECT_TIMEOUT, connect)
@@ -36,13 +35,13 @@ pub async fn connect_in_pod(netns: &NetnsWorker, dst: SocketAddr) -> io::Result<
 
 /// The HBONE pool's view of a pod: sockets from its namespace, certificates of its identity.
 pub struct PodConnector {
-    netns: Arc<NetnsWorker>,
+    netns: Arc<PodNetns>,
     certs: Arc<CertManager>,
 }
 
 impl PodConnector {
     /// A connector for the pod whose namespace `netns` is in.
-    pub fn new(netns: Arc<NetnsWorker>, certs: Arc<CertManager>) -> Self {
+    pub fn new(netns: Arc<PodNetns>, certs: Arc<CertManager>) -> Self {
         Self { netns, certs }
     }
 }

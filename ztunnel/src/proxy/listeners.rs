@@ -22,49 +22,67 @@ pub const PROXY_PORTS: [u16; 3] = [OUTBOUND_PORT, INBOUND_PLAIN_PORT, INBOUND_HB
 /// Pause after an accept error (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
 
-/// The listeners of one pod.
+/// The listeners of one pod for one worker (not yet registered with any runtime: each set is
+/// adopted by the worker that serves it).
 pub struct PodListeners {
-    outbound: TcpListener,
-    inbound: TcpListener,
-    plain: TcpListener,
+    outbound: std::net::TcpListener,
+    inbound: std::net::TcpListener,
+    plain: std::net::TcpListener,
 }
 
-/// Opens 15001, 15006 and 15008 inside the pod (SO_REUSEPORT so a new ztunnel can take over, SO_MARK).
-pub async fn open(ctx: &PodContext) -> Result<PodListeners, (SocketAddr, io::Error)> {
-    let mut out = Vec::with_capacity(3);
-    for port in PROXY_PORTS {
+/// Opens 15001, 15006 and 15008 inside the pod once per data-path worker (SO_REUSEPORT: the
+/// kernel spreads connections over the workers, and a new ztunnel can take over; SO_MARK).
+pub fn open(ctx: &PodContext) -> Result<Vec<PodListeners>, (SocketAddr, io::Error)> {
+    (0..ctx.proxy.workers.len())
+        .map(|_| open_set(ctx))
+        .collect()
+}
+
+fn open_set(ctx: &PodContext) -> Result<PodListeners, (SocketAddr, io::Error)> {
+    let bind = |port: u16| {
         let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-        let std = ctx
-            .netns
-            .run_async(move || -> Result<_, SocketError> {
+        ctx.netns
+            .run(move || -> Result<_, SocketError> {
                 ListenerBuilder::new(addr)
                     .mark(ZTUNNEL_MARK)
                     .reuse_port(true)
                     .build()
             })
-            .await
-            .map_err(|e| (addr, io::Error::other(e)))?;
-        out.push(TcpListener::from_std(std).map_err(|e| (addr, e))?);
-    }
-    let mut it = out.into_iter();
-    match (it.next(), it.next(), it.next()) {
-        (Some(outbound), Some(plain), Some(inbound)) => Ok(PodListeners {
-            outbound,
-            inbound,
-            plain,
-        }),
-        _ => Err((
-            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
-            io::Error::other("listener missing"),
-        )),
+            .map_err(|e| (addr, io::Error::other(e)))
+    };
+    Ok(PodListeners {
+        outbound: bind(OUTBOUND_PORT)?,
+        plain: bind(INBOUND_PLAIN_PORT)?,
+        inbound: bind(INBOUND_HBONE_PORT)?,
+    })
+}
+
+/// Starts the accept loops of every set on its worker; they end when `stop` is cancelled.
+pub fn spawn(ctx: Arc<PodContext>, sets: Vec<PodListeners>, stop: CancellationToken) {
+    let handles = ctx.proxy.workers.handles().to_vec();
+    for (set, handle) in sets.into_iter().zip(handles) {
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        handle.spawn(async move { serve_set(ctx, set, stop) });
     }
 }
 
-/// Starts the accept loops; they end when `stop` is cancelled.
-pub fn spawn(ctx: Arc<PodContext>, l: PodListeners, stop: CancellationToken) {
+/// Runs on the worker: adopts the listeners into its runtime and starts their accept loops there.
+fn serve_set(ctx: Arc<PodContext>, l: PodListeners, stop: CancellationToken) {
+    let adopt = |std: std::net::TcpListener| {
+        let addr = std.local_addr().ok();
+        TcpListener::from_std(std).map_err(|e| (addr, e))
+    };
+    let (outbound_l, inbound_l, plain_l) =
+        match (adopt(l.outbound), adopt(l.inbound), adopt(l.plain)) {
+            (Ok(o), Ok(i), Ok(p)) => (o, i, p),
+            (Err((addr, e)), ..) | (_, Err((addr, e)), _) | (.., Err((addr, e))) => {
+                tracing::error!(pod = %ctx.info.name, ?addr, error = %e, "cannot adopt a listener");
+                return;
+            }
+        };
     tokio::spawn(accept_loop(
         ctx.clone(),
-        l.outbound,
+        outbound_l,
         stop.clone(),
         |ctx, s, peer| {
             tokio::spawn(outbound::handle(ctx, s, peer));
@@ -72,13 +90,13 @@ pub fn spawn(ctx: Arc<PodContext>, l: PodListeners, stop: CancellationToken) {
     ));
     tokio::spawn(accept_loop(
         ctx.clone(),
-        l.inbound,
+        inbound_l,
         stop.clone(),
         |ctx, s, peer| {
             tokio::spawn(inbound::handle(ctx, s, peer));
         },
     ));
-    tokio::spawn(accept_loop(ctx, l.plain, stop, |ctx, s, peer| {
+    tokio::spawn(accept_loop(ctx, plain_l, stop, |ctx, s, peer| {
         tokio::spawn(inbound_plain::handle(ctx, s, peer));
     }));
 }

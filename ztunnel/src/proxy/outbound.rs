@@ -109,7 +109,7 @@ async fn run(
             req.forwarded_for = Some(client.0);
             drop(snap);
             let mut tunnel =
-                ctx.pool
+                ctx.pool()
                     .connect(&key, &req)
                     .await
                     .map_err(|source| OutboundError::Tunnel {

@@ -3,16 +3,19 @@
 //! Two ways, by cost:
 //! - [`in_netns`] starts a fresh thread per call, enters the namespace, runs the closure and lets the
 //!   thread exit (so it never has to switch back). Cost: one thread spawn + `setns` + join, roughly
-//!   30-100 µs, and it blocks the calling thread for that long. Right for rare work such as binding
-//!   a pod's listeners at enrolment; from async code call it inside `tokio::task::spawn_blocking`.
-//! - [`NetnsWorker`] keeps one thread parked inside the namespace and runs closures sent to it. Cost
-//!   per call: one channel round trip and a thread wake-up (a few µs), plus one idle thread (~8 KiB
-//!   of touched stack) per worker for its lifetime. Right for per-connection socket creation; keep
-//!   one per enrolled pod and drop it when the pod leaves.
+//!   30-100 µs, and it blocks the calling thread for that long. Right for rare work in tests and
+//!   tools; from async code call it inside `tokio::task::spawn_blocking`.
+//! - [`PodNetns`] enters the namespace on the *calling* thread, runs the closure and switches the
+//!   thread back to the process's own namespace before returning (two `setns` calls, a few µs,
+//!   no other thread involved). This is what a connection's path uses: a hand-off to a helper
+//!   thread and back cost two thread wake-ups per new connection, the largest part of the cost of
+//!   an inbound connection. If switching back ever failed, the thread would be left in a pod's
+//!   namespace where every later socket it made would land: the process aborts instead.
 
+use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc;
+use std::sync::OnceLock;
 use std::thread;
 
 use nix::sched::{CloneFlags, setns};
@@ -46,97 +49,62 @@ where
     })
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// The process's own network namespace, opened the first time a thread leaves it.
+static HOME: OnceLock<File> = OnceLock::new();
 
-/// A long-lived OS thread parked inside one network namespace, running closures there.
-///
-/// Dropping the worker ends its thread once the queued closures have run.
-#[derive(Debug)]
-pub struct NetnsWorker {
-    jobs: mpsc::Sender<Job>,
+/// The process's own network namespace. Only called outside [`PodNetns::run`] (or from its start,
+/// before the thread left), so `/proc/thread-self/ns/net` is always the home namespace here.
+fn home() -> Result<&'static File, SocketError> {
+    if let Some(f) = HOME.get() {
+        return Ok(f);
+    }
+    let f = File::open("/proc/thread-self/ns/net").map_err(SocketError::DupNetns)?;
+    Ok(HOME.get_or_init(|| f))
 }
 
-impl NetnsWorker {
-    /// Starts the helper thread and enters `netns` on it; fails if the namespace cannot be entered.
-    pub fn spawn(netns: BorrowedFd<'_>) -> Result<Self, SocketError> {
-        let owned: OwnedFd = netns.try_clone_to_owned().map_err(SocketError::DupNetns)?;
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), SocketError>>(1);
-        thread::Builder::new()
-            .name("ztunnel-netns-worker".to_owned())
-            .stack_size(HELPER_STACK_SIZE)
-            .spawn(move || {
-                let entered = setns(owned.as_fd(), CloneFlags::CLONE_NEWNET);
-                drop(owned);
-                let failed = entered.is_err();
-                // The spawner waits for this; if it is gone there is nobody to serve.
-                if ready_tx
-                    .send(entered.map_err(SocketError::EnterNetns))
-                    .is_err()
-                    || failed
-                {
-                    return;
-                }
-                while let Ok(job) = queue.recv() {
-                    job();
-                }
-            })
-            .map_err(SocketError::SpawnThread)?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { jobs }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(SocketError::WorkerStopped),
+/// Switches the thread back home when dropped (also while unwinding from a panic).
+struct ReturnHome(&'static File);
+
+impl Drop for ReturnHome {
+    fn drop(&mut self) {
+        if let Err(e) = setns(self.0.as_fd(), CloneFlags::CLONE_NEWNET) {
+            // Every later socket of this thread would be made in a pod's namespace.
+            eprintln!(
+                "ztunnel: cannot return a thread to its own network namespace ({e}); aborting"
+            );
+            std::process::abort();
         }
     }
+}
 
-    /// Runs `f` inside the namespace and waits for its result, blocking the calling thread.
+/// A pod's network namespace, entered by the calling thread for the instant a socket is made.
+#[derive(Debug)]
+pub struct PodNetns {
+    fd: OwnedFd,
+}
+
+impl PodNetns {
+    /// Keeps a duplicate of `netns`; fails if it is not a network namespace that can be entered
+    /// (checked by entering it once).
+    pub fn open(netns: BorrowedFd<'_>) -> Result<Self, SocketError> {
+        let fd = netns.try_clone_to_owned().map_err(SocketError::DupNetns)?;
+        let me = Self { fd };
+        me.run(|| Ok::<_, SocketError>(()))?;
+        Ok(me)
+    }
+
+    /// Runs `f` on this thread inside the namespace and returns the thread to the process's own
+    /// namespace before returning. A panic in `f` is reported as [`SocketError::Panicked`].
     pub fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce() -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: Send + From<SocketError> + 'static,
+        F: FnOnce() -> Result<T, E>,
+        E: From<SocketError>,
     {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.submit(f, move |r| {
-            // The caller may have given up waiting; nothing to do then.
-            let _ = tx.send(r);
-        })?;
-        match rx.recv() {
-            Ok(Ok(r)) => r,
-            Ok(Err(())) => Err(SocketError::Panicked.into()),
-            Err(_) => Err(SocketError::WorkerStopped.into()),
-        }
-    }
-
-    /// Runs `f` inside the namespace without blocking the async caller.
-    pub async fn run_async<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        F: FnOnce() -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: Send + From<SocketError> + 'static,
-    {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(f, move |r| {
-            // The caller's future may have been dropped; nothing to do then.
-            let _ = tx.send(r);
-        })?;
-        match rx.await {
-            Ok(Ok(r)) => r,
-            Ok(Err(())) => Err(SocketError::Panicked.into()),
-            Err(_) => Err(SocketError::WorkerStopped.into()),
-        }
-    }
-
-    /// Queues `f`; `reply` gets its result, or `Err(())` if it panicked (the worker survives).
-    fn submit<R, F, S>(&self, f: F, reply: S) -> Result<(), SocketError>
-    where
-        F: FnOnce() -> R + Send + 'static,
-        S: FnOnce(Result<R, ()>) + Send + 'static,
-    {
-        let job: Job = Box::new(move || {
-            let result = catch_unwind(AssertUnwindSafe(f)).map_err(|_| ());
-            reply(result);
-        });
-        self.jobs.send(job).map_err(|_| SocketError::WorkerStopped)
+        let home = home()?;
+        setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(SocketError::EnterNetns)?;
+        let back = ReturnHome(home);
+        let result = catch_unwind(AssertUnwindSafe(f));
+        drop(back);
+        result.map_err(|_| E::from(SocketError::Panicked))?
     }
 }

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -132,7 +133,7 @@ fn in_netns_rejects_a_non_namespace_fd() {
         "got {res:?}"
     );
     assert!(matches!(
-        NetnsWorker::spawn(not_a_netns.as_fd()),
+        PodNetns::open(not_a_netns.as_fd()),
         Err(SocketError::EnterNetns(_))
     ));
 }
@@ -145,12 +146,14 @@ fn in_netns_reports_a_panic() {
 }
 
 #[tokio::test]
-async fn worker_connect_socket_is_marked_and_connects_inside_netns() {
+async fn pod_netns_socket_is_marked_and_connects_inside_netns() {
     let ns = TestNetns::new();
-    let worker = NetnsWorker::spawn(ns.file.as_fd()).expect("worker");
+    let home = std::fs::metadata("/proc/thread-self/ns/net")
+        .expect("own netns")
+        .ino();
+    let worker = PodNetns::open(ns.file.as_fd()).expect("worker");
     let listener = worker
-        .run_async(|| ListenerBuilder::new(loopback_any_port()).build())
-        .await
+        .run(|| ListenerBuilder::new(loopback_any_port()).build())
         .expect("listener");
     let target = listener.local_addr().expect("addr");
     let listener = tokio::net::TcpListener::from_std(listener).expect("adopt listener");
@@ -158,8 +161,7 @@ async fn worker_connect_socket_is_marked_and_connects_inside_netns() {
     drop(TcpListener::bind(target).expect("port free in the root netns"));
 
     let socket = worker
-        .run_async(move || ConnectBuilder::new(target).build())
-        .await
+        .run(move || ConnectBuilder::new(target).build())
         .expect("socket");
     assert_eq!(socket.mark().expect("SO_MARK"), ZTUNNEL_MARK);
     assert!(socket.tcp_nodelay().expect("TCP_NODELAY"));
@@ -178,6 +180,14 @@ async fn worker_connect_socket_is_marked_and_connects_inside_netns() {
     assert!(matches!(res, Err(SocketError::Panicked)), "got {res:?}");
     let again = worker.run(move || ConnectBuilder::new(target).mark(None).build());
     assert_eq!(again.expect("socket").mark().expect("mark"), 0);
+    // Every run, the panicking one too, left this thread in its own namespace.
+    let now = std::fs::metadata("/proc/thread-self/ns/net")
+        .expect("own netns")
+        .ino();
+    assert_eq!(
+        now, home,
+        "the thread must be back in its own network namespace"
+    );
 }
 
 /// Connects to `dialled` inside `ns`, where a nat OUTPUT rule redirects it to `listener`, and
