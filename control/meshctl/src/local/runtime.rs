@@ -212,9 +212,6 @@ impl Runtime {
     fn tick(&mut self) -> Result<(), LocalError> {
         let now = super::apply::timestamp();
         let nodes = self.ctx.nodes;
-        if let Err(e) = super::waypoints::tokens(&self.ctx, &store::load(&self.ctx.dir)?) {
-            log(format_args!("waypoints: {e}"));
-        }
         let ctx = &self.ctx;
         let objects = store::update(&self.ctx.dir, |o| {
             super::waypoints::reconcile(ctx, o);
@@ -222,6 +219,10 @@ impl Runtime {
             controllers::schedule(o, nodes);
             Ok(o.clone())
         })?;
+        // Tokens of new waypoints, outside the lock: their Deployments follow next tick.
+        if let Err(e) = super::waypoints::tokens(&self.ctx, &objects) {
+            log(format_args!("waypoints: {e}"));
+        }
         self.teardown(&objects);
         self.start(&objects);
         for sb in self.pods.values_mut() {
