@@ -2,10 +2,10 @@
 # The demo (README's quick start), on a fresh Debian machine as root: installs the dependencies, builds
 # the mesh, starts a 2-node local cluster (`meshctl local up`), applies the bookinfo example (reviews
 # v1/v2/v3 on node-2, a client on node-1), drives requests through the mesh with `meshctl local exec`
-# curl, and shows which versions answered (default route, header route, 50/50 split), that traffic
-# between nodes is mutual TLS (a capture on the fabric: only HBONE 15008, no plaintext marker; ztunnel
-# metrics with connection_security_policy="mutual_tls" and the peers' SPIFFE identities), and the key
-# Istio metrics. The cluster is removed at the end, also on failure or Ctrl-C.
+# curl, and shows which versions answered (L4 only, then through a waypoint: default route, header
+# route, weighted split), that traffic between nodes is mutual TLS (a capture on the fabric: only
+# HBONE 15008, no plaintext marker; ztunnel metrics with connection_security_policy="mutual_tls" and
+# the peers' SPIFFE identities), and the key Istio metrics. The cluster is removed at the end, also on failure or Ctrl-C.
 # Exit code 0 only if every check passed.
 #
 #   sudo bash scripts/demo.sh            # the local-mode demo
