@@ -71,9 +71,8 @@ NODE2=meshctl-$ID-node-2
 FABRIC=meshctl-$ID-fabric
 k() { local verb=$1; shift; "$MESHCTL" local "$verb" --state "$STATE" "$@"; }
 
-# The example: examples/bookinfo/ (see examples/README.md) when present, else the demo's own copy.
+# The example and its steps: examples/README.md (bookinfo, steps 1-5).
 EX=$ROOT/examples/bookinfo
-if [ ! -f "$EX/base.yaml" ]; then EX=$ROOT/scripts/demo-bookinfo; fi
 # Pods of bookinfo Running and Ready, as "ready total".
 pods_ready() {
   k get pods -n bookinfo -o json | python3 -c '
@@ -237,7 +236,7 @@ for p in json.load(sys.stdin)["items"]:
     if p["metadata"].get("labels", {}).get("gateway.networking.k8s.io/gateway-name"):
         print(p["metadata"]["name"], p["status"].get("podIP", "")); break')
 if [ -n "$WP" ]; then
-  ip netns exec "meshctl-$ID-pod-bookinfo-${WP% *}" curl -s http://127.0.0.1:15020/metrics >"$WORK/waypoint.prom"
+  k exec "bookinfo/${WP% *}" -- curl -s http://127.0.0.1:15020/metrics >"$WORK/waypoint.prom"
   python3 - "$WORK/waypoint.prom" >"$WORK/requests.txt" <<'EOF2'
 import re, sys
 rows = {}
