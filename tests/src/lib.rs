@@ -3,7 +3,8 @@
 //! Real network namespaces stand in for Kubernetes nodes and pods: [`Topology`] builds nodes
 //! joined by a fabric and [`Topology::add_pod`] wires pods to them; [`Netns`] and [`Process`]
 //! run commands inside; [`Capture`] shows what crossed the wire; [`bin_path`] finds the
-//! workspace's binaries; [`local::LocalCluster`] drives `meshctl local` clusters; [`testapp`] is the TCP application (`mesh-testapp`) the tests talk to.
+//! workspace's binaries; [`local::LocalCluster`] drives `meshctl local` clusters; [`testapp`]
+//! is the TCP application (`mesh-testapp`) the tests talk to.
 //!
 //! Everything is an RAII guard: namespaces, processes and captures are removed on drop, also
 //! during a panic, and the root namespace only ever sees namespace names under `/run/netns`.
