@@ -10,95 +10,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-use mesh_testbed::bin_path;
-
-/// A state dir whose cluster is torn down when the test ends, even when it fails.
-struct Cluster {
-    dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn state(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn meshctl(&self, args: &[&str]) -> Output {
-        // `--state` right after the verb: after `exec ... --` it would be the command's.
-        let (verb, rest) = args.split_at(2.min(args.len()));
-        Command::new(bin_path("meshctl"))
-            .args(verb)
-            .arg("--state")
-            .arg(self.state())
-            .args(rest)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.meshctl(args);
-        assert!(
-            out.status.success(),
-            "meshctl {args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn id(&self) -> String {
-        let state: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(self.state().join("state.json")).unwrap())
-                .unwrap();
-        state["id"].as_str().unwrap().to_owned()
-    }
-
-    fn pods(&self) -> Vec<serde_json::Value> {
-        let out = self.ok(&["local", "get", "pods", "-o", "json"]);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["items"].as_array().unwrap().clone()
-    }
-
-    /// The `pod` field of the echo's answer to `curl url` run in pod `ns/pod`, if it answered.
-    fn curl_pod(&self, client: &str, url: &str) -> Option<String> {
-        let out = self.meshctl(&["local", "exec", client, "--", "curl", "-s", "-m", "5", url]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        v["pod"].as_str().map(str::to_owned)
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.state().join("logs").join(format!("{name}.log")))
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.meshctl(&["local", "down"]);
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ready(pod: &serde_json::Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use mesh_testbed::local::{
+    LocalCluster, etc_netns_with, in_netns, is_root, meshctl_bin, name_starts_with, netns_with,
+    pod_ready as ready, text,
+};
 
 fn manifests(meshctl: &Path) -> String {
     let m = meshctl.display();
@@ -183,21 +99,14 @@ spec:
 
 #[test]
 fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_through_ztunnel() {
-    if !nix::unistd::geteuid().is_root() {
+    if !is_root() {
         eprintln!("skipped: local mode needs root");
         return;
     }
-    let c = Cluster {
-        dir: tempfile::Builder::new()
-            .prefix("meshctl-services-e2e-")
-            .tempdir()
-            .unwrap(),
-    };
-    c.ok(&["local", "up", "--nodes", "2"]);
+    let c = LocalCluster::started("services", 2);
     let id = c.id();
-    let file = c.state().join("app.yaml");
-    std::fs::write(&file, manifests(&bin_path("meshctl"))).unwrap();
-    c.ok(&["local", "apply", "-f", file.to_str().unwrap()]);
+    let file = c.manifest("app.yaml", &manifests(&meshctl_bin()));
+    c.apply_file(&file);
 
     // The VIP comes from the service CIDR and is what control and `get services` see.
     let svcs: serde_json::Value =
@@ -208,21 +117,19 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
         .to_owned();
     assert!(vip.starts_with("10.255."), "{vip}");
     // Re-applying keeps it.
-    c.ok(&["local", "apply", "-f", file.to_str().unwrap()]);
+    c.apply_file(&file);
     let svcs: serde_json::Value =
         serde_json::from_str(&c.ok(&["local", "get", "services", "-o", "json"])).unwrap();
     assert_eq!(svcs["items"][0]["spec"]["clusterIP"], vip.as_str());
     // Asking for an address another service holds is a clear error, and nothing is applied.
-    let clash = c.state().join("clash.yaml");
-    std::fs::write(
-        &clash,
-        format!(
+    let clash = c.manifest(
+        "clash.yaml",
+        &format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: other, namespace: svc-e2e}}\n\
              spec: {{clusterIP: {vip}, selector: {{app: web}}, ports: [{{port: 81}}]}}\n"
         ),
-    )
-    .unwrap();
-    let out = c.meshctl(&["local", "apply", "-f", clash.to_str().unwrap()]);
+    );
+    let out = c.meshctl(&["local", "apply", "-f", &clash]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("already allocated to Service svc-e2e/web"),
@@ -233,11 +140,11 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
         serde_json::from_str(&c.ok(&["local", "get", "services", "-o", "json"])).unwrap();
     assert_eq!(svcs["items"].as_array().unwrap().len(), 1);
 
-    wait_until("both web replicas ready and the clients running", || {
+    c.wait_until("both web replicas ready and the clients running", || {
         let pods = c.pods();
         let web_ready = pods
             .iter()
-            .filter(|p| p["metadata"]["name"].as_str().unwrap().starts_with("web-") && ready(p))
+            .filter(|p| name_starts_with(p, "web-") && ready(p))
             .count();
         let clients = pods
             .iter()
@@ -259,7 +166,7 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
     // across the fabric.
     let nodes: BTreeSet<&str> = pods
         .iter()
-        .filter(|p| p["metadata"]["name"].as_str().unwrap().starts_with("web-"))
+        .filter(|p| name_starts_with(p, "web-"))
         .filter_map(|p| p["spec"]["nodeName"].as_str())
         .collect();
     assert_eq!(nodes.len(), 2, "replicas spread over both nodes");
@@ -272,8 +179,8 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
 
     // Ready is written one runtime tick before the DNAT tables follow (as endpoints lag readiness
     // in Kubernetes): wait for the first answer, then every request must succeed.
-    wait_until("the service answering", || {
-        c.curl_pod("svc-e2e/client", "http://web.svc-e2e/")
+    c.wait_until("the service answering", || {
+        c.echo_pod("svc-e2e/client", "http://web.svc-e2e/")
             .is_some()
     });
     // Every name form, from the non-enrolled client, through DNS and the node's DNAT.
@@ -285,7 +192,7 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
         "http://web.svc-e2e.svc.cluster.local/",
     ] {
         for _ in 0..6 {
-            let pod = c.curl_pod("svc-e2e/client", url);
+            let pod = c.echo_pod("svc-e2e/client", url);
             let pod = pod
                 .unwrap_or_else(|| panic!("{url}: no answer; runtime log:\n{}", c.log("runtime")));
             assert!(
@@ -300,52 +207,26 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
         if answered.len() == 2 {
             break;
         }
-        answered.extend(c.curl_pod("svc-e2e/client", "http://web.svc-e2e/"));
+        answered.extend(c.echo_pod("svc-e2e/client", "http://web.svc-e2e/"));
     }
     assert_eq!(answered, web, "both replicas answer");
     // The VIP itself, and an unknown name fails to resolve.
     assert!(
-        c.curl_pod("svc-e2e/client", &format!("http://{vip}/"))
+        c.echo_pod("svc-e2e/client", &format!("http://{vip}/"))
             .is_some()
     );
-    let out = c.meshctl(&[
-        "local",
-        "exec",
-        "svc-e2e/client",
-        "--",
-        "getent",
-        "hosts",
-        "nope.svc-e2e",
-    ]);
+    let out = c.exec("svc-e2e/client", &["getent", "hosts", "nope.svc-e2e"]);
     assert!(!out.status.success(), "unknown names do not resolve");
-    let out = c.ok(&[
-        "local",
-        "exec",
-        "svc-e2e/client",
-        "--",
-        "getent",
-        "hosts",
-        "web",
-    ]);
+    let out = c.exec("svc-e2e/client", &["getent", "hosts", "web"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = text(&out.stdout);
     assert!(out.starts_with(&format!("{vip} ")), "{out}");
 
     // The unready pod is in no node's DNAT table.
     let unready_ip = unready["status"]["podIP"].as_str().unwrap();
     for n in 1..=2 {
-        let ns = format!("meshctl-{id}-node-{n}");
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns,
-                "nft",
-                "list",
-                "table",
-                "ip",
-                "meshctl_services",
-            ])
-            .output()
-            .unwrap();
+        let ns = c.node_netns(n);
+        let out = in_netns(&ns, &["nft", "list", "table", "ip", "meshctl_services"]);
         let table = text(&out.stdout);
         assert!(
             table.contains(&vip) && !table.contains(unready_ip),
@@ -354,7 +235,7 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
     }
 
     // From an enrolled namespace: the same name works, through ztunnel.
-    wait_until("the enrolled client marked for redirection", || {
+    c.wait_until("the enrolled client marked for redirection", || {
         c.pods().iter().any(|p| {
             p["metadata"]["namespace"] == "svc-e2e-mesh"
                 && p["metadata"]["annotations"]["ambient.istio.io/redirection"] == "enabled"
@@ -362,12 +243,12 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
     });
     for _ in 0..4 {
         let pod = c
-            .curl_pod("svc-e2e-mesh/client", "http://web.svc-e2e/")
+            .echo_pod("svc-e2e-mesh/client", "http://web.svc-e2e/")
             .unwrap();
         assert!(web.contains(&pod), "{pod}");
     }
     // Probes of an enrolled pod (from the node netns, SNATed past ztunnel) pass too.
-    wait_until("the enrolled probed pod ready", || {
+    c.wait_until("the enrolled probed pod ready", || {
         c.pods().iter().any(|p| {
             p["metadata"]["namespace"] == "svc-e2e-mesh"
                 && p["metadata"]["name"] == "probed"
@@ -382,36 +263,17 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
     );
 
     // down leaves nothing: no namespace, no /etc/netns dir of the cluster.
-    let etc: Vec<String> = std::fs::read_dir("/etc/netns")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("meshctl-{id}-")))
-        .collect();
+    let prefix = format!("meshctl-{id}-");
+    let etc = etc_netns_with(&prefix);
     assert_eq!(etc.len(), 6, "one resolv.conf dir per pod: {etc:?}");
-    c.ok(&["local", "down"]);
-    let left = text(
-        &Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
+    let down = c.down();
+    assert!(down.status.success(), "down failed: {}", text(&down.stderr));
+    let left = netns_with("");
+    assert!(!left.iter().any(|n| n.contains(&prefix)), "{left:?}");
+    let etc_left = etc_netns_with(&prefix);
+    assert!(
+        etc_left.is_empty(),
+        "down removed every /etc/netns dir of the cluster: {etc_left:?}"
     );
-    assert!(!left.contains(&format!("meshctl-{id}-")), "{left}");
-    let etc_left = std::fs::read_dir("/etc/netns")
-        .map(|d| {
-            d.flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(&format!("meshctl-{id}-"))
-                })
-                .count()
-        })
-        .unwrap_or(0);
-    assert_eq!(
-        etc_left, 0,
-        "down removed every /etc/netns dir of the cluster"
-    );
-    assert!(!c.state().join("state.json").exists());
+    assert!(!c.state_dir().join("state.json").exists());
 }
