@@ -7,62 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-
-use mesh_testbed::bin_path;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-struct Cluster {
-    dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn meshctl(&self, args: &[&str]) -> Output {
-        Command::new(bin_path("meshctl"))
-            .args(args)
-            .arg("--state")
-            .arg(self.dir.path())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.meshctl(args);
-        assert!(
-            out.status.success(),
-            "meshctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn curl(&self, pod: &str, url: &str) -> bool {
-        Command::new(bin_path("meshctl"))
-            .args(["local", "exec", "--state"])
-            .arg(self.dir.path())
-            .args([pod, "--", "curl", "-sf", "--max-time", "5", url])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    }
-
-    fn wait(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + WAIT;
-        while !f() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.meshctl(&["local", "down"]);
-    }
-}
+use mesh_testbed::local::{LocalCluster, meshctl_bin, text};
 
 fn app(meshctl: &str) -> String {
     format!(
@@ -121,24 +66,11 @@ spec:
 
 #[test]
 fn explain_reads_the_source_and_destination_ztunnels_of_a_local_cluster() {
-    let c = Cluster {
-        dir: tempfile::Builder::new()
-            .prefix("meshctl-explain-e2e-")
-            .tempdir()
-            .unwrap(),
-    };
-    let up = c.meshctl(&["local", "up", "--nodes", "2"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let file = c.dir.path().join("app.yaml");
-    std::fs::write(&file, app(&bin_path("meshctl").display().to_string())).unwrap();
-    c.ok(&["local", "apply", "-f", file.to_str().unwrap()]);
+    let c = LocalCluster::started("explain", 2);
+    c.apply("app.yaml", &app(&meshctl_bin().display().to_string()));
 
     // The ztunnels learn the enrolled pods from control.
-    c.wait(
+    c.wait_until(
         "echo and client as HBONE workloads in node-2's ztunnel",
         || {
             let t = c.ok(&["ztunnel", "config", "node-2", "workloads"]);
@@ -156,7 +88,7 @@ fn explain_reads_the_source_and_destination_ztunnels_of_a_local_cluster() {
         "{services}"
     );
     // Policies are node-scoped: only the destination's ztunnel has it.
-    c.wait("the policy at node-2's ztunnel", || {
+    c.wait_until("the policy at node-2's ztunnel", || {
         c.ok(&["ztunnel", "config", "node-2", "policies"])
             .contains("echo-from-client")
     });
@@ -176,16 +108,16 @@ fn explain_reads_the_source_and_destination_ztunnels_of_a_local_cluster() {
         "{denied}"
     );
     // Real connections agree.
-    c.wait("client reaching echo", || {
-        c.curl("shop/client", "http://echo/")
+    c.wait_until("client reaching echo", || {
+        c.curl("shop/client", "http://echo/").is_some()
     });
     assert!(
-        !c.curl("shop/other", "http://echo/"),
+        c.curl("shop/other", "http://echo/").is_none(),
         "other must be refused"
     );
 
     let out = c.meshctl(&["ztunnel", "config", "node-7"]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = text(&out.stderr);
     assert!(
         !out.status.success() && err.contains("node-1, node-2"),
         "{err}"
