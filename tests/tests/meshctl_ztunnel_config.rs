@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mesh_testbed::Pod;
+use mesh_testbed::local;
 use mesh_testbed::mesh::{MeshBuilder, PodSpec};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -28,14 +29,11 @@ peerAuthentications:
 
 /// Runs `meshctl args` (on the host: meshctl enters the netns itself); (success, stdout, stderr).
 fn meshctl(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(mesh_testbed::bin_path("meshctl"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = local::meshctl(args);
     (
         out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        local::text(&out.stdout),
+        local::text(&out.stderr),
     )
 }
 
@@ -82,16 +80,14 @@ fn ztunnel_config_and_explain_read_real_ztunnels() {
     srv.wait_for_output("listening on", TIMEOUT).unwrap();
     let node2 = mesh.topology().nodes()[1].netns.name().to_owned();
     let echo_ip = mesh.pod(echo).ip.to_string();
+    // `meshctl ztunnel config node-2 <args> --netns <node-2's netns>`, asserted to succeed.
+    let config = |args: &[&str]| {
+        let node = ["ztunnel", "config", "node-2"];
+        ok(&[&node[..], args, &["--netns", &node2]].concat())
+    };
 
     // Sections as tables.
-    let workloads = ok(&[
-        "ztunnel",
-        "config",
-        "node-2",
-        "workloads",
-        "--netns",
-        &node2,
-    ]);
+    let workloads = config(&["workloads"]);
     let header = workloads.lines().next().unwrap();
     assert!(
         header.starts_with("NAMESPACE") && header.contains("ADDRESS"),
@@ -106,13 +102,13 @@ fn ztunnel_config_and_explain_read_real_ztunnels() {
         workloads.contains("client") && workloads.contains("other"),
         "{workloads}"
     );
-    let services = ok(&["ztunnel", "config", "node-2", "services", "--netns", &node2]);
+    let services = config(&["services"]);
     let row = services.lines().find(|l| l.contains("echo")).unwrap();
     assert!(
         row.contains("10.96.0.10") && row.contains("80->8080"),
         "{services}"
     );
-    let policies = ok(&["ztunnel", "config", "node-2", "policies", "--netns", &node2]);
+    let policies = config(&["policies"]);
     let row = policies
         .lines()
         .find(|l| l.contains("echo-allow-client"))
@@ -122,37 +118,19 @@ fn ztunnel_config_and_explain_read_real_ztunnels() {
         "{policies}"
     );
     assert!(policies.contains("PeerAuthentication"), "{policies}");
-    let certs = ok(&[
-        "ztunnel",
-        "config",
-        "node-2",
-        "certificates",
-        "--netns",
-        &node2,
-    ]);
+    let certs = config(&["certificates"]);
     assert!(certs.starts_with("IDENTITY"), "{certs}");
-    let all = ok(&["ztunnel", "config", "node-2", "--netns", &node2]);
+    let all = config(&[]);
     assert!(
         all.contains("CONFIG VERSION") && all.contains("WORKLOADS") && all.contains("CERTIFICATES"),
         "{all}"
     );
 
     // Raw JSON is the admin API's.
-    let json: serde_json::Value = serde_json::from_str(&ok(&[
-        "ztunnel",
-        "config",
-        "node-2",
-        "workloads",
-        "-o",
-        "json",
-        "--netns",
-        &node2,
-    ]))
-    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&config(&["workloads", "-o", "json"])).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3, "{json}");
-    let dump = ok(&[
-        "ztunnel", "config", "node-2", "-o", "json", "--netns", &node2,
-    ]);
+    let dump = config(&["-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&dump).unwrap();
     assert!(
         v["version"].as_u64().unwrap() >= 1 && v["config"]["services"].is_array(),
@@ -195,27 +173,14 @@ fn ztunnel_config_and_explain_read_real_ztunnels() {
         "other -> echo must be refused, as explained"
     );
     // After traffic, node-2's ztunnel holds echo-1's certificate; the dump now has every section.
-    let certs = ok(&[
-        "ztunnel",
-        "config",
-        "node-2",
-        "certificates",
-        "--netns",
-        &node2,
-    ]);
+    let certs = config(&["certificates"]);
     let row = certs
         .lines()
         .find(|l| l.contains("/sa/echo-1"))
         .unwrap_or_else(|| panic!("{certs}"));
     assert_eq!(row.split_whitespace().count(), 3, "{row}");
     if let Some(path) = std::env::var_os("MESH_CAPTURE_DUMP") {
-        std::fs::write(
-            path,
-            ok(&[
-                "ztunnel", "config", "node-2", "-o", "json", "--netns", &node2,
-            ]),
-        )
-        .unwrap();
+        std::fs::write(path, config(&["-o", "json"])).unwrap();
     }
     let outside = ok(&[
         "explain",
