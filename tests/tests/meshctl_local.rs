@@ -1,7 +1,8 @@
 //! End-to-end tests of `meshctl local` (DESIGN.md 7) through the real `meshctl` binary: `up`
 //! builds node namespaces joined by a fabric with control, a node agent and a ztunnel per node;
 //! `up` twice is refused; `down` leaves no namespace and no process, also after components
-//! crashed and the state file was lost; not being root is a clear error. Pods (see
+//! crashed and the state file was lost, and when a test holding the `LocalCluster` guard panics;
+//! not being root is a clear error. Pods (see
 //! `meshctl_pods.rs`) are applied, run, reached across nodes through ztunnel and deleted.
 
 // Helpers of an integration test: clippy's test exemption does not reach them.
@@ -164,4 +165,25 @@ fn up_with_a_missing_mesh_binary_names_the_build_command_and_creates_nothing() {
     let err = text(&out.stderr);
     assert!(err.contains("cargo build --bin mesh-control"), "{err}");
     assert!(!c.state_dir().join("state.json").exists());
+}
+
+#[test]
+fn a_cluster_guard_dropped_by_a_failing_test_takes_its_cluster_down() {
+    let seen = std::sync::Mutex::new(None);
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let c = LocalCluster::started("guard", 1);
+        let procs = state_processes(&c.state_json());
+        *seen.lock().unwrap() = Some((c.prefix(), procs));
+        panic!("a failing test: the guard must still run down");
+    }));
+    assert!(failed.is_err());
+    let (prefix, procs) = seen.into_inner().unwrap().unwrap();
+    assert!(!procs.is_empty());
+    assert_eq!(netns_with(&prefix), Vec::<String>::new());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let left: Vec<_> = procs.iter().filter(|(_, p)| alive(*p)).collect();
+    assert!(
+        left.is_empty(),
+        "processes left after the guard dropped: {left:?}"
+    );
 }
