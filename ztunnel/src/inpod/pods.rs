@@ -63,6 +63,7 @@ impl PodManager {
         let ctx = PodContext::new(self.proxy.clone(), info, worker)
             .map_err(|e| PodError::Identity(uid.clone(), e))?;
         let ctx = Arc::new(ctx);
+        prefetch_certificate(&ctx);
         let listeners = proxy::listeners::open(&ctx)
             .map_err(|(addr, e)| PodError::Listen(uid.clone(), addr, e))?;
         let stop = self.proxy.drain.child_token();
@@ -155,4 +156,15 @@ impl PodManager {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodHandle>> {
         self.pods.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Gets the pod's certificate in the background, so the pod's first connection does not wait for
+/// a CSR round trip to the CA on a data-path worker (a failure is retried by that connection).
+fn prefetch_certificate(ctx: &Arc<PodContext>) {
+    let (certs, id) = (ctx.proxy.certs.clone(), ctx.identity.clone());
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = certs.server_config(&id) {
+            tracing::warn!(identity = %id, error = %e, "cannot get the pod's certificate yet");
+        }
+    });
 }
