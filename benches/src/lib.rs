@@ -43,8 +43,9 @@ pub struct Options {
     /// Kept-alive connections of the HTTP measure.
     #[arg(long, default_value_t = 8)]
     pub http_connections: usize,
-    /// Parallel client loops of the connection-rate measure.
-    #[arg(long, default_value_t = 2)]
+    /// Parallel client loops of the connection-rate measure: two per core by default, so the
+    /// measure finds the rate the machine can carry rather than one loop's round trip.
+    #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// Variants to run (comma separated); all known ones by default.
     #[arg(long, value_delimiter = ',')]
