@@ -115,6 +115,33 @@ pub fn state_processes(state: &Value) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// Polls `f` every 200 ms until it gives a value; after [`WAIT`] panics with `what` and `ctx()`.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>, ctx: impl Fn() -> String) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            ctx()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The sum of `istio_requests_total` samples of `metrics` whose labels contain every one of
+/// `labels` (`name="value"`).
+pub fn requests_total(metrics: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A `meshctl local` state dir whose cluster is torn down (`local down`) when the guard drops,
 /// even when the test fails. Manifests go to a second tempdir, outside the state dir.
 pub struct LocalCluster {
@@ -150,6 +177,30 @@ impl LocalCluster {
         assert!(
             out.status.success(),
             "up failed: {}\n{}",
+            text(&out.stderr),
+            self.log("control")
+        );
+        self.state_json()
+    }
+
+    /// Like [`LocalCluster::up`], with `meshctl`'s directory first on `up`'s PATH: pods inherit
+    /// it, so their commands can be `meshctl echo ...` as in `examples/`.
+    pub fn up_with_meshctl_on_path(&self, nodes: u8) -> Value {
+        let bin = meshctl_bin();
+        let dir = bin.parent().map(Path::to_path_buf).unwrap_or_default();
+        let path = format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = run(Command::new(&bin)
+            .args(["local", "up", "--state"])
+            .arg(self.state_dir())
+            .args(["--nodes", &nodes.to_string()])
+            .env("PATH", path));
+        assert!(
+            out.status.success(),
+            "up: {}\n{}",
             text(&out.stderr),
             self.log("control")
         );
@@ -211,6 +262,46 @@ impl LocalCluster {
         let out = self.exec(client, &["curl", "-s", "-m", "5", url]);
         let v: Value = serde_json::from_slice(&out.stdout).ok()?;
         v["pod"].as_str().map(str::to_owned)
+    }
+
+    /// The echo's JSON answer to `curl -s -m 5 [-H h]... <url>` from pod `client`, or the
+    /// output that was not JSON.
+    pub fn echo_json(&self, client: &str, url: &str, headers: &[&str]) -> Result<Value, String> {
+        let mut args = vec!["curl", "-s", "-m", "5"];
+        for h in headers {
+            args.extend(["-H", h]);
+        }
+        args.push(url);
+        let out = self.exec(client, &args);
+        serde_json::from_slice(&out.stdout)
+            .map_err(|_| format!("{}{}", text(&out.stdout), text(&out.stderr)))
+    }
+
+    /// Pod `pod`'s own metrics (`curl -s` of port 15020 inside it; a waypoint's).
+    pub fn pod_metrics(&self, pod: &str) -> String {
+        let out = self.exec(pod, &["curl", "-s", "http://127.0.0.1:15020/metrics"]);
+        assert!(
+            out.status.success(),
+            "metrics of {pod}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// The stored objects of `kind` (the store file: `get` lists only pods, services...).
+    pub fn stored(&self, kind: &str) -> Vec<Value> {
+        let path = self.state_dir().join("store/objects.json");
+        let bytes =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let v: Value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let items = v["items"].as_array();
+        let items = items.unwrap_or_else(|| panic!("no items in {}", path.display()));
+        items
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .cloned()
+            .collect()
     }
 
     /// Writes `yaml` to the manifests dir as `name`; its path.
@@ -302,20 +393,14 @@ impl LocalCluster {
     }
 
     /// Polls `f` until it gives a value; panics after [`WAIT`] with the pods and runtime log.
-    pub fn wait<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(t) = f() {
-                return t;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; pods: {:#?}\nruntime log:\n{}",
+    pub fn wait<T>(&self, what: &str, f: impl FnMut() -> Option<T>) -> T {
+        wait_for(what, f, || {
+            format!(
+                "pods: {:#?}\nruntime log:\n{}",
                 self.pods(),
                 self.log("runtime")
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            )
+        })
     }
 
     /// Waits until `f` holds (see [`LocalCluster::wait`]).
