@@ -131,6 +131,11 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>, ctx: impl Fn() 
     }
 }
 
+/// Polls `f` until it holds (see [`wait_for`]).
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool, ctx: impl Fn() -> String) {
+    wait_for(what, || f().then_some(()), ctx);
+}
+
 /// The sum of `istio_requests_total` samples of `metrics` whose labels contain every one of
 /// `labels` (`name="value"`).
 pub fn requests_total(metrics: &str, labels: &[&str]) -> f64 {
