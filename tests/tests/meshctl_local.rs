@@ -2,8 +2,8 @@
 //! builds node namespaces joined by a fabric with control, a node agent and a ztunnel per node;
 //! `up` twice is refused; `down` leaves no namespace and no process, also after components
 //! crashed and the state file was lost, and when a test holding the `LocalCluster` guard panics;
-//! not being root is a clear error. Pods (see
-//! `meshctl_pods.rs`) are applied, run, reached across nodes through ztunnel and deleted.
+//! not being root is a clear error. Pods (see `meshctl_pods.rs`) are applied, run, reached across
+//! nodes through ztunnel and deleted.
 
 // Helpers of an integration test: clippy's test exemption does not reach them.
 #![allow(clippy::unwrap_used)]
