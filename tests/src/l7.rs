@@ -66,6 +66,8 @@ pub struct WaypointFiles {
     pub ca_key: PathBuf,
     /// Routes directory.
     pub routes: PathBuf,
+    /// Extra command-line flags (e.g. `--jwks-ca FILE`).
+    pub args: Vec<String>,
 }
 
 /// A running waypoint in a pod.
@@ -85,6 +87,7 @@ impl Waypoint {
             ca_cert: mesh.dir().join("ca.pem"),
             ca_key: mesh.dir().join("ca-key.pem"),
             routes: mesh.dir().join(format!("routes-{}", pod.name)),
+            args: Vec::new(),
         };
         Self::start_with(&bin_path("waypoint"), pod, &files, namespace, sa)
     }
@@ -113,6 +116,7 @@ impl Waypoint {
             ])
             .args(["--namespace", namespace, "--service-account", sa])
             .args(["--ip", &pod.ip.to_string()])
+            .args(&files.args)
             .args([
                 "--workers",
                 &std::env::var("WAYPOINT_WORKERS").unwrap_or_else(|_| "0".into()),

@@ -49,6 +49,8 @@ pub struct RequestLog {
     pub trace_id: String,
     /// What went wrong, if anything (the record is then logged at WARN).
     pub error: Option<String>,
+    /// `namespace/name` of the AUDIT AuthorizationPolicies the request matched (comma separated).
+    pub audit: Option<String>,
 }
 
 macro_rules! request_event {
@@ -77,6 +79,7 @@ macro_rules! request_event {
             request_id = %$log.request_id,
             trace_id = %$log.trace_id,
             error = $log.error.as_deref(),
+            audit = $log.audit.as_deref(),
             "request complete"
         )
     };

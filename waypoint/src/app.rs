@@ -45,7 +45,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         gateway: gateway.clone(),
         balancer: Default::default(),
-        authn: Default::default(),
+        authn: crate::authn::Authenticator::new(config.jwks_ca.clone())
+            .map_err(anyhow::Error::msg)?,
     });
     let serve = hbone::ServeOptions {
         drain_period: config.drain,

@@ -1,12 +1,14 @@
 //! JWT authentication (RequestAuthentication): find the token, verify it against the rule of its
 //! issuer (signature with the JWKS key, `exp`/`nbf`, audiences), then expose the principal and
 //! claims to authorization and copy claims into headers. JWKS documents given by URL are fetched
-//! (plain `http://`), cached for [`JWKS_TTL`] and kept when a refresh fails.
+//! (`http://` or `https://`, verified against the system roots plus `--jwks-ca`), cached for
+//! [`JWKS_TTL`] and kept when a refresh fails.
 
 mod fetch;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
@@ -34,6 +36,10 @@ pub struct Authenticated {
 #[derive(Debug, Default)]
 pub struct Authenticator {
     cache: Mutex<HashMap<String, (Arc<JwkSet>, Instant)>>,
+    /// Extra CA (PEM file) for `https` jwksUri servers, besides the system roots.
+    jwks_ca: Option<PathBuf>,
+    /// TLS client settings of `https` fetches, built on first use (or at start with a CA).
+    tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
 }
 
 /// The token of a request for `rule`, and where it was (header name, if in a header).
@@ -79,6 +85,25 @@ fn claim_text(v: &serde_json::Value) -> Option<String> {
 }
 
 impl Authenticator {
+    /// An authenticator trusting the system roots plus `jwks_ca` for `https` jwksUri servers.
+    /// A given CA file is checked now: an unreadable or empty one is an error.
+    pub fn new(jwks_ca: Option<PathBuf>) -> Result<Self, String> {
+        let me = Self {
+            jwks_ca,
+            ..Self::default()
+        };
+        if me.jwks_ca.is_some() {
+            me.tls_config()?;
+        }
+        Ok(me)
+    }
+
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        self.tls
+            .get_or_init(|| fetch::tls_config(self.jwks_ca.as_deref()))
+            .clone()
+    }
+
     async fn keys(&self, jwks: &Jwks) -> Result<Arc<JwkSet>, String> {
         let url = match jwks {
             Jwks::Inline(text) => {
@@ -99,7 +124,7 @@ impl Authenticator {
         {
             return Ok(set.clone());
         }
-        match fetch::jwks(url).await {
+        match fetch::jwks(url, || self.tls_config()).await {
             Ok(set) => {
                 let set = Arc::new(set);
                 let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());

@@ -133,6 +133,11 @@ pub struct Config {
     #[arg(long, value_parser = parse_secs, default_value = "5")]
     pub drain: Duration,
 
+    /// PEM file of an extra CA for `https` jwksUri servers of RequestAuthentications (the
+    /// system's roots are trusted too).
+    #[arg(long, env = "WAYPOINT_JWKS_CA")]
+    pub jwks_ca: Option<PathBuf>,
+
     /// Worker threads of the async runtime (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,

@@ -155,7 +155,15 @@ impl Proxy {
                 return local(401, Reason::Unauthenticated, out);
             }
         };
-        if let Err(reason) = self.authorize(down, parts, &host, &mesh, &routes, jwt.as_ref()) {
+        if let Err(reason) = self.authorize(
+            down,
+            parts,
+            &host,
+            &mesh,
+            &routes,
+            jwt.as_ref(),
+            &mut log.audit,
+        ) {
             out.error = Some(reason);
             return local(403, Reason::Denied, out);
         }

@@ -70,6 +70,8 @@ pub struct Routes {
     pub table: RouteTable,
     /// AuthorizationPolicies from the routes directory.
     pub policies: Vec<mesh_api::authz::Policy>,
+    /// `action: AUDIT` policies: matching requests are logged, never denied.
+    pub audit_policies: Vec<mesh_api::authz::Policy>,
     /// DestinationRules by service (namespace, name).
     pub destination_rules: HashMap<(String, String), l7::istio::DestinationRule>,
     /// RequestAuthentications (JWT rules).
@@ -126,6 +128,7 @@ impl State {
         self.routes.store(Arc::new(Routes {
             table: loaded.table,
             policies: loaded.policies,
+            audit_policies: loaded.audit_policies,
             destination_rules,
             authentications: loaded.authentications,
             version,
@@ -160,6 +163,7 @@ impl State {
                 "version": routes.version,
                 "routes": &routes.table,
                 "authorizationPolicies": &routes.policies,
+                "auditPolicies": &routes.audit_policies,
                 "destinationRules": routes.destination_rules.values().collect::<Vec<_>>(),
                 "requestAuthentications": &routes.authentications,
                 "rejected": &**self.routes_rejected.load(),
@@ -179,8 +183,10 @@ pub fn load_config(path: &Path) -> Result<ConfigSnapshot, StateError> {
 pub struct Loaded {
     /// Routes (HTTPRoute, GRPCRoute, VirtualService).
     pub table: RouteTable,
-    /// AuthorizationPolicies.
+    /// AuthorizationPolicies (ALLOW, DENY).
     pub policies: Vec<mesh_api::authz::Policy>,
+    /// AUDIT policies.
+    pub audit_policies: Vec<mesh_api::authz::Policy>,
     /// DestinationRules.
     pub destination_rules: Vec<l7::istio::DestinationRule>,
     /// RequestAuthentications.
@@ -209,6 +215,7 @@ pub fn load_routes(dir: &Path, gateway: (&str, &str)) -> Result<Loaded, StateErr
         Ok(c) if errors.is_empty() => Ok(Loaded {
             table: RouteTable::new(c.routes, Some(gateway)),
             policies: c.policies,
+            audit_policies: c.audit_policies,
             destination_rules: c.destination_rules,
             authentications: c.authentications,
         }),

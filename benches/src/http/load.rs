@@ -90,7 +90,7 @@ impl Report {
 
 /// Runs the load and computes the report.
 pub fn run(opts: &LoadOptions) -> anyhow::Result<Report> {
-    if opts.rate == 0 || opts.connections == 0 || !(opts.seconds > 0.0) {
+    if opts.rate == 0 || opts.connections == 0 || opts.seconds.is_nan() || opts.seconds <= 0.0 {
         bail!("--rate, --connections and --seconds must be positive");
     }
     let host = opts.host.clone().unwrap_or_else(|| opts.to.to_string());

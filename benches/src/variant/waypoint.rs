@@ -136,6 +136,7 @@ impl Variant for Waypoint {
             ca_cert,
             ca_key,
             routes: dir.path().join("routes"),
+            args: Vec::new(),
         };
         let waypoint =
             WaypointProcess::start_with(&waypoint_bin, &pod, &files, NAMESPACE, WAYPOINT_SA)

@@ -71,12 +71,23 @@ pub struct L7Mesh {
     /// The mesh.
     pub mesh: Mesh,
     client: usize,
+    waypoint_pod: usize,
 }
 
 impl L7Mesh {
     /// Builds the mesh: `services` is the YAML appended to the workloads (`WAYPOINT` = the
     /// waypoint's address), `echoes` the backend pods (all on node 2, port 8080).
     pub fn start(tag: &str, echoes: &[EchoSpec], services: &str) -> Result<Self, L7Error> {
+        Self::start_with_waypoint_args(tag, echoes, services, &[])
+    }
+
+    /// [`L7Mesh::start`] with extra waypoint flags (e.g. `--jwks-ca FILE`).
+    pub fn start_with_waypoint_args(
+        tag: &str,
+        echoes: &[EchoSpec],
+        services: &str,
+        waypoint_args: &[&str],
+    ) -> Result<Self, L7Error> {
         let err = |e: crate::mesh::MeshError| L7Error::Start {
             what: "mesh".into(),
             detail: e.to_string(),
@@ -95,7 +106,15 @@ impl L7Mesh {
         }
         b.yaml(&services.replace("WAYPOINT", &wp_ip));
         let mesh = b.start().map_err(err)?;
-        let waypoint = Waypoint::start(&mesh, mesh.pod(wp), NS, "waypoint")?;
+        let files = super::WaypointFiles {
+            config: mesh.dir().join("ztunnel.yaml"),
+            ca_cert: mesh.dir().join("ca.pem"),
+            ca_key: mesh.dir().join("ca-key.pem"),
+            routes: mesh.dir().join("routes-waypoint"),
+            args: waypoint_args.iter().map(|a| a.to_string()).collect(),
+        };
+        let waypoint =
+            Waypoint::start_with(&bin_path("waypoint"), mesh.pod(wp), &files, NS, "waypoint")?;
         let mut procs = Vec::new();
         for (e, i) in echoes.iter().zip(idx) {
             let args: Vec<&str> = e.args.iter().map(String::as_str).collect();
@@ -125,12 +144,18 @@ impl L7Mesh {
             waypoint,
             mesh,
             client,
+            waypoint_pod: wp,
         })
     }
 
     /// The client pod (enrolled, node 1, service account `client`).
     pub fn client(&self) -> &Pod {
         self.mesh.pod(self.client)
+    }
+
+    /// The waypoint's pod (outside the mesh, node 2).
+    pub fn waypoint_pod(&self) -> &Pod {
+        self.mesh.pod(self.waypoint_pod)
     }
 
     /// `curl` from the client pod.

@@ -15,7 +15,9 @@ use crate::state::{Mesh, Routes};
 
 impl Proxy {
     /// `Err(reason)` when a policy denies the request (the reason names the deciding policy, or
-    /// the ALLOW policies that were tried).
+    /// the ALLOW policies that were tried). The AUDIT policies that match are written to
+    /// `audit` (whatever the decision): they are logged, never enforced.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn authorize(
         &self,
         down: &Downstream,
@@ -24,6 +26,7 @@ impl Proxy {
         mesh: &Mesh,
         routes: &Routes,
         jwt: Option<&Authenticated>,
+        audit: &mut Option<String>,
     ) -> Result<(), String> {
         let service = match &down.target {
             Target::Service {
@@ -40,7 +43,8 @@ impl Proxy {
             service,
         );
         policies.extend(authz::applicable(&routes.policies, root, gateway, service));
-        if policies.is_empty() {
+        let audits = authz::applicable(&routes.audit_policies, root, gateway, service);
+        if policies.is_empty() && audits.is_empty() {
             return Ok(());
         }
         let peer = PeerIdentity::new(
@@ -57,6 +61,13 @@ impl Proxy {
             request_principal: jwt.map(|j| j.principal.as_str()),
             claims: jwt.map(|j| &j.claims),
         };
+        if !audits.is_empty() {
+            let hits = authz::audited(&audits, &attrs, &View { parts });
+            if !hits.is_empty() {
+                let names: Vec<String> = hits.iter().map(ToString::to_string).collect();
+                *audit = Some(names.join(","));
+            }
+        }
         match authz::evaluate(&policies, &attrs, &View { parts }) {
             Decision::Allow => Ok(()),
             Decision::Deny(reason) => Err(reason.to_string()),

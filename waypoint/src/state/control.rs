@@ -57,6 +57,7 @@ pub fn loaded_from_json(
         Ok(c) if errors.is_empty() => Ok(Loaded {
             table: RouteTable::new(c.routes, Some(gateway)),
             policies: c.policies,
+            audit_policies: c.audit_policies,
             destination_rules: c.destination_rules,
             authentications: c.authentications,
         }),
