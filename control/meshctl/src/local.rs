@@ -21,9 +21,9 @@ pub mod services;
 pub mod state;
 pub mod store;
 pub mod sys;
+mod up;
 pub mod view;
 pub mod waypoints;
-mod up;
 
 use std::path::{Path, PathBuf};
 

@@ -24,8 +24,7 @@ fn main() -> std::process::ExitCode {
 fn prints_for_a_reader(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Echo(_)
-            | Command::Local(LocalCommand::Runtime { .. } | LocalCommand::Dns { .. })
+        Command::Echo(_) | Command::Local(LocalCommand::Runtime { .. } | LocalCommand::Dns { .. })
     )
 }
 
