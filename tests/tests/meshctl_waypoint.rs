@@ -7,138 +7,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-
-use mesh_testbed::bin_path;
-use serde_json::Value;
-
-struct Cluster {
-    dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn up(prefix: &str) -> Self {
-        let c = Self {
-            dir: tempfile::Builder::new().prefix(prefix).tempdir().unwrap(),
-        };
-        // Pods run with `up`'s PATH: `meshctl` (its `echo`) must be on it.
-        let bin = bin_path("meshctl");
-        let path = format!(
-            "{}:{}",
-            bin.parent().unwrap().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let out = Command::new(&bin)
-            .args(["local", "up", "--state"])
-            .arg(c.dir.path())
-            .args(["--nodes", "2"])
-            .env("PATH", path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "up: {}", text(&out.stderr));
-        c
-    }
-
-    fn meshctl(&self, args: &[&str]) -> Output {
-        let (verb, rest) = args.split_at(2.min(args.len()));
-        Command::new(bin_path("meshctl"))
-            .args(verb)
-            .arg("--state")
-            .arg(self.dir.path())
-            .args(rest)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.meshctl(args);
-        assert!(
-            out.status.success(),
-            "meshctl {args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn apply(&self, name: &str, yaml: &str) {
-        let f = self.dir.path().join(name);
-        std::fs::write(&f, yaml).unwrap();
-        self.ok(&["local", "apply", "-f", f.to_str().unwrap()]);
-    }
-
-    /// The stored objects of `kind` (the store file: `get` lists only pods, services...).
-    fn get(&self, kind: &str) -> Vec<Value> {
-        let f = self.dir.path().join("store/objects.json");
-        let v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
-        v["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|o| o["kind"] == kind)
-            .cloned()
-            .collect()
-    }
-
-    /// The echo's JSON answer to `curl url` from pod `client` (`ns/name`), or the failure.
-    fn curl(&self, client: &str, url: &str, headers: &[&str]) -> Result<Value, String> {
-        let mut args = vec!["local", "exec", client, "--", "curl", "-s", "-m", "5"];
-        for h in headers {
-            args.extend(["-H", h]);
-        }
-        args.push(url);
-        let out = self.meshctl(&args);
-        serde_json::from_slice(&out.stdout)
-            .map_err(|_| format!("{}{}", text(&out.stdout), text(&out.stderr)))
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join("logs").join(format!("{name}.log")))
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.meshctl(&["local", "down"]);
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool, ctx: impl Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            ctx()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// The sum of `istio_requests_total` samples of `metrics` whose labels contain every one of
-/// `labels` (`name="value"`).
-fn requests_total(metrics: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("istio_requests_total{"))
-        .filter(|l| labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use mesh_testbed::local::{
+    LocalCluster, is_root, pod_ready as ready, requests_total, text, wait_until,
+};
 
 const APP: &str = r#"apiVersion: v1
 kind: Namespace
@@ -217,11 +88,12 @@ spec:
 
 #[test]
 fn a_waypoint_gateway_runs_a_waypoint_that_routes_by_header_until_it_is_deleted() {
-    if !nix::unistd::geteuid().is_root() {
+    if !is_root() {
         eprintln!("skipped: local mode needs root");
         return;
     }
-    let c = Cluster::up("meshctl-waypoint-e2e-");
+    let c = LocalCluster::new("waypoint");
+    c.up_with_meshctl_on_path(2);
     c.apply("app.yaml", APP);
     c.apply("gateway.yaml", GATEWAY);
     let logs = || {
@@ -237,13 +109,13 @@ fn a_waypoint_gateway_runs_a_waypoint_that_routes_by_header_until_it_is_deleted(
     wait_until(
         "the waypoint pod ready and the Gateway programmed",
         || {
-            let gw = c.get("Gateway");
+            let gw = c.stored("Gateway");
             gw.first()
                 .is_some_and(|g| g["status"]["addresses"][0]["value"].is_string())
         },
         logs,
     );
-    let pods = c.get("Pod");
+    let pods = c.stored("Pod");
     let wp = pods
         .iter()
         .find(|p| p["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] == "waypoint")
@@ -256,7 +128,7 @@ fn a_waypoint_gateway_runs_a_waypoint_that_routes_by_header_until_it_is_deleted(
         wp["metadata"]["annotations"]["ambient.istio.io/redirection"].is_null(),
         "the waypoint is not captured: {wp}"
     );
-    let gw = &c.get("Gateway")[0];
+    let gw = &c.stored("Gateway")[0];
     assert_eq!(gw["status"]["addresses"][0]["value"], wp["status"]["podIP"]);
     let wp_pod = format!("wp-e2e/{}", wp["metadata"]["name"].as_str().unwrap());
 
@@ -264,40 +136,28 @@ fn a_waypoint_gateway_runs_a_waypoint_that_routes_by_header_until_it_is_deleted(
     wait_until(
         "the canary header routed to v2",
         || {
-            c.curl("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
+            c.echo_json("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
                 .is_ok_and(|v| v["version"] == "v2")
         },
-        || {
-            format!(
-                "{}\nwaypoint:\n{}",
-                logs(),
-                c.ok(&["local", "logs", &wp_pod])
-            )
-        },
+        || format!("{}\nwaypoint:\n{}", logs(), c.logs(&wp_pod)),
     );
     for _ in 0..10 {
         let canary = c
-            .curl("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
+            .echo_json("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
             .unwrap();
         assert_eq!(canary["version"], "v2", "{canary}");
-        let plain = c.curl("wp-e2e/client", "http://echo.wp-e2e/", &[]).unwrap();
+        let plain = c
+            .echo_json("wp-e2e/client", "http://echo.wp-e2e/", &[])
+            .unwrap();
         assert_eq!(plain["version"], "v1", "{plain}");
         let other = c
-            .curl("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: no"])
+            .echo_json("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: no"])
             .unwrap();
         assert_eq!(other["version"], "v1", "{other}");
     }
     // The waypoint counted them (its own metrics, reporter="waypoint").
-    let metrics = c.ok(&[
-        "local",
-        "exec",
-        &wp_pod,
-        "--",
-        "curl",
-        "-s",
-        "http://127.0.0.1:15020/metrics",
-    ]);
-    let metrics: String = metrics
+    let metrics: String = c
+        .pod_metrics(&wp_pod)
         .lines()
         .filter(|l| l.starts_with("istio_requests_total{"))
         .map(|l| format!("{l}\n"))
@@ -318,15 +178,14 @@ fn a_waypoint_gateway_runs_a_waypoint_that_routes_by_header_until_it_is_deleted(
 
     // The Gateway deleted: the waypoint's Deployment and pod go, traffic goes direct (both
     // versions answer whatever the header says).
-    let gw_file = c.dir.path().join("gateway.yaml");
-    c.ok(&["local", "delete", "-f", gw_file.to_str().unwrap()]);
+    c.delete("gateway.yaml", GATEWAY);
     wait_until(
         "the waypoint pod and deployment gone",
         || {
-            c.get("Pod").iter().all(|p| {
+            c.stored("Pod").iter().all(|p| {
                 p["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"].is_null()
             }) && c
-                .get("Deployment")
+                .stored("Deployment")
                 .iter()
                 .all(|d| d["metadata"]["name"] != "waypoint")
         },
@@ -335,7 +194,7 @@ fn a_waypoint_gateway_runs_a_waypoint_that_routes_by_header_until_it_is_deleted(
     wait_until(
         "v1 answering the canary header (no waypoint: ztunnel balances over both)",
         || {
-            c.curl("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
+            c.echo_json("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
                 .is_ok_and(|v| v["version"] == "v1")
         },
         logs,
@@ -343,7 +202,7 @@ fn a_waypoint_gateway_runs_a_waypoint_that_routes_by_header_until_it_is_deleted(
     let mut versions = std::collections::BTreeSet::new();
     for _ in 0..30 {
         let v = c
-            .curl("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
+            .echo_json("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
             .unwrap();
         versions.insert(v["version"].as_str().unwrap().to_owned());
     }
@@ -373,7 +232,7 @@ fn a_waypoint_gateway_runs_a_waypoint_that_routes_by_header_until_it_is_deleted(
     wait_until(
         "the canary header routed to v2 again",
         || {
-            c.curl("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
+            c.echo_json("wp-e2e/client", "http://echo.wp-e2e/", &["x-canary: yes"])
                 .is_ok_and(|v| v["version"] == "v2")
         },
         logs,
