@@ -6,10 +6,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-use mesh_testbed::bin_path;
+use mesh_testbed::local::{
+    LocalCluster, is_root, pod_ready as ready, requests_total, text, wait_until,
+};
 use serde_json::Value;
 
 fn example(path: &str) -> String {
@@ -20,128 +20,22 @@ fn example(path: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
-struct Cluster {
-    dir: tempfile::TempDir,
+/// The steps' helpers on a local cluster.
+trait Examples {
+    fn apply_example(&self, path: &str);
+    fn status(&self, client: &str, url: &str, headers: &[&str], max_secs: u32) -> (u16, String);
+    fn versions(&self, client: &str, url: &str, headers: &[&str], n: usize) -> Vec<String>;
+    fn wait_pods_ready(&self, ns: &str);
 }
 
-impl Cluster {
-    fn up(prefix: &str) -> Self {
-        let c = Self {
-            dir: tempfile::Builder::new().prefix(prefix).tempdir().unwrap(),
-        };
-        // Pods run with `up`'s PATH: `meshctl` (its `echo`) must be on it.
-        let bin = bin_path("meshctl");
-        let path = format!(
-            "{}:{}",
-            bin.parent().unwrap().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let out = Command::new(&bin)
-            .args(["local", "up", "--state"])
-            .arg(c.dir.path())
-            .args(["--nodes", "2"])
-            .env("PATH", path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "up: {}", text(&out.stderr));
-        c
-    }
-
-    fn meshctl(&self, args: &[&str]) -> Output {
-        let (verb, rest) = args.split_at(2.min(args.len()));
-        Command::new(bin_path("meshctl"))
-            .args(verb)
-            .arg("--state")
-            .arg(self.dir.path())
-            .args(rest)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.meshctl(args);
-        assert!(
-            out.status.success(),
-            "meshctl {args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    /// The stored objects of `kind` (the store file: `get` lists only pods, services...).
-    fn get(&self, kind: &str) -> Vec<Value> {
-        let f = self.dir.path().join("store/objects.json");
-        let v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
-        v["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|o| o["kind"] == kind)
-            .cloned()
-            .collect()
-    }
-
-    /// The echo's JSON answer to `curl url` from pod `client` (`ns/name`), or the failure.
-    fn curl(&self, client: &str, url: &str, headers: &[&str]) -> Result<Value, String> {
-        let mut args = vec!["local", "exec", client, "--", "curl", "-s", "-m", "5"];
-        for h in headers {
-            args.extend(["-H", h]);
-        }
-        args.push(url);
-        let out = self.meshctl(&args);
-        serde_json::from_slice(&out.stdout)
-            .map_err(|_| format!("{}{}", text(&out.stdout), text(&out.stderr)))
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join("logs").join(format!("{name}.log")))
-            .unwrap_or_default()
-    }
+/// A cluster of two nodes whose pods can run `meshctl echo` (as the examples' pods do).
+fn cluster(tag: &str) -> LocalCluster {
+    let c = LocalCluster::new(tag);
+    c.up_with_meshctl_on_path(2);
+    c
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.meshctl(&["local", "down"]);
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool, ctx: impl Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            ctx()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// The sum of `istio_requests_total` samples of `metrics` whose labels contain every one of
-/// `labels` (`name="value"`).
-fn requests_total(metrics: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("istio_requests_total{"))
-        .filter(|l| labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-impl Cluster {
+impl Examples for LocalCluster {
     fn apply_example(&self, path: &str) {
         self.ok(&["local", "apply", "-f", &example(path)]);
     }
@@ -149,23 +43,12 @@ impl Cluster {
     /// `curl` from pod `client`: (HTTP status, body); status 0 when no answer came.
     fn status(&self, client: &str, url: &str, headers: &[&str], max_secs: u32) -> (u16, String) {
         let m = max_secs.to_string();
-        let mut args = vec![
-            "local",
-            "exec",
-            client,
-            "--",
-            "curl",
-            "-s",
-            "-m",
-            &m,
-            "-w",
-            "\n%{http_code}",
-        ];
+        let mut args = vec!["curl", "-s", "-m", &m, "-w", "\n%{http_code}"];
         for h in headers {
             args.extend(["-H", h]);
         }
         args.push(url);
-        let out = self.meshctl(&args);
+        let out = self.exec(client, &args);
         let t = text(&out.stdout);
         let (body, code) = t.rsplit_once('\n').unwrap_or(("", t.as_str()));
         (code.trim().parse().unwrap_or(0), body.to_owned())
@@ -174,7 +57,7 @@ impl Cluster {
     /// The answering version of `n` requests (`"failed"` when there was no 200 answer).
     fn versions(&self, client: &str, url: &str, headers: &[&str], n: usize) -> Vec<String> {
         (0..n)
-            .map(|_| match self.curl(client, url, headers) {
+            .map(|_| match self.echo_json(client, url, headers) {
                 Ok(v) => v["version"].as_str().unwrap_or("failed").to_owned(),
                 Err(_) => "failed".into(),
             })
@@ -186,7 +69,7 @@ impl Cluster {
             &format!("every pod of {ns} running, ready and (ambient) enrolled"),
             || {
                 let pods: Vec<Value> = self
-                    .get("Pod")
+                    .stored("Pod")
                     .into_iter()
                     .filter(|p| p["metadata"]["namespace"] == ns)
                     .collect();
@@ -213,18 +96,18 @@ const RATINGS: &str = "http://ratings.bookinfo:9080/ratings/0";
 
 #[test]
 fn bookinfo_steps_behave_as_documented() {
-    if !nix::unistd::geteuid().is_root() {
+    if !is_root() {
         eprintln!("skipped: local mode needs root");
         return;
     }
-    let c = Cluster::up("meshctl-bookinfo-e2e-");
+    let c = cluster("bookinfo");
 
     // 1. base.yaml: L4 only; every service answers through ztunnel, reviews from all versions.
     c.apply_example("bookinfo/base.yaml");
     c.wait_pods_ready("bookinfo");
     wait_until(
         "reviews answering",
-        || c.curl(SLEEP, REVIEWS, &[]).is_ok(),
+        || c.echo_json(SLEEP, REVIEWS, &[]).is_ok(),
         || c.log("ztunnel-node-1"),
     );
     for (url, app) in [
@@ -234,7 +117,7 @@ fn bookinfo_steps_behave_as_documented() {
         ),
         (RATINGS, "ratings"),
     ] {
-        let v = c.curl(SLEEP, url, &[]).unwrap();
+        let v = c.echo_json(SLEEP, url, &[]).unwrap();
         assert!(v["pod"].as_str().unwrap().starts_with(app), "{v}");
         assert_eq!(v["service_account"], format!("bookinfo-{app}"), "{v}");
     }
@@ -254,7 +137,7 @@ fn bookinfo_steps_behave_as_documented() {
     wait_until(
         "the bookinfo waypoint programmed",
         || {
-            c.get("Gateway")
+            c.stored("Gateway")
                 .iter()
                 .any(|g| g["status"]["addresses"][0]["value"].is_string())
         },
@@ -286,20 +169,12 @@ fn bookinfo_steps_behave_as_documented() {
 
     // The waypoint did the routing: its metrics count jason's requests to a v2 pod.
     let wp = c
-        .get("Pod")
+        .stored("Pod")
         .into_iter()
         .find(|p| p["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] == "waypoint")
         .unwrap();
     let wp = format!("bookinfo/{}", wp["metadata"]["name"].as_str().unwrap());
-    let metrics = c.ok(&[
-        "local",
-        "exec",
-        &wp,
-        "--",
-        "curl",
-        "-s",
-        "http://127.0.0.1:15020/metrics",
-    ]);
+    let metrics = c.pod_metrics(&wp);
     let to_v2 = requests_total(
         &metrics,
         &[
@@ -379,11 +254,11 @@ fn bookinfo_steps_behave_as_documented() {
 
 #[test]
 fn authz_allows_only_the_frontend() {
-    if !nix::unistd::geteuid().is_root() {
+    if !is_root() {
         eprintln!("skipped: local mode needs root");
         return;
     }
-    let c = Cluster::up("meshctl-authz-e2e-");
+    let c = cluster("authz");
     const API: &str = "http://api.authz:8080/";
     c.apply_example("authz/app.yaml");
     c.wait_pods_ready("authz");
@@ -401,7 +276,7 @@ fn authz_allows_only_the_frontend() {
         || c.log("ztunnel-node-2"),
     );
     for _ in 0..10 {
-        let v = c.curl("authz/frontend", API, &[]).unwrap();
+        let v = c.echo_json("authz/frontend", API, &[]).unwrap();
         assert_eq!(v["service_account"], "api", "{v}");
         let (code, body) = c.status("authz/intruder", API, &[], 5);
         assert_eq!(code, 0, "the intruder gets no answer: {body}");
