@@ -209,32 +209,7 @@ impl Variant for Waypoint {
 /// The `waypoint` binary: `$MESH_BENCH_WAYPOINT` if set, else the one next to this executable
 /// (same build profile).
 pub fn locate_waypoint() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os(WAYPOINT_BIN_ENV) {
-        let bin = PathBuf::from(bin);
-        if !bin.is_file() {
-            bail!("{WAYPOINT_BIN_ENV}={} is not a file", bin.display());
-        }
-        return Ok(bin);
-    }
-    // The ztunnel binary sits in the same directory; derive from it to share the lookup rules.
-    let exe = std::env::current_exe().context("cannot find our own executable")?;
-    let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join("waypoint");
-    if !bin.is_file() {
-        let flag = if dir.ends_with("debug") {
-            ""
-        } else {
-            " --release"
-        };
-        bail!(
-            "no waypoint binary at {}: build it first with `cargo build{flag} -p waypoint`",
-            bin.display()
-        );
-    }
-    Ok(bin)
+    super::ztunnel::locate("waypoint", WAYPOINT_BIN_ENV)
 }
 
 #[cfg(test)]

@@ -163,10 +163,16 @@ pub const ZTUNNEL_BIN_ENV: &str = "MESH_BENCH_ZTUNNEL";
 /// The `ztunnel` binary: `$MESH_BENCH_ZTUNNEL` if set, else the one of the same build profile as
 /// this executable (`target/release/ztunnel` for `cargo run --release`).
 pub fn locate_binary() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os(ZTUNNEL_BIN_ENV) {
+    locate("ztunnel", ZTUNNEL_BIN_ENV)
+}
+
+/// The workspace binary `name` (and package of that name): `$env` if set, else the one of the
+/// same build profile as this executable.
+pub fn locate(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os(env) {
         let bin = PathBuf::from(bin);
         if !bin.is_file() {
-            bail!("{ZTUNNEL_BIN_ENV}={} is not a file", bin.display());
+            bail!("{env}={} is not a file", bin.display());
         }
         return Ok(bin);
     }
@@ -176,7 +182,7 @@ pub fn locate_binary() -> anyhow::Result<PathBuf> {
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let bin = dir.join("ztunnel");
+    let bin = dir.join(name);
     if !bin.is_file() {
         let profile = dir
             .file_name()
@@ -184,7 +190,7 @@ pub fn locate_binary() -> anyhow::Result<PathBuf> {
             .unwrap_or("release");
         let flag = if profile == "debug" { "" } else { " --release" };
         bail!(
-            "no ztunnel binary at {}: build it first with `cargo build{flag} -p ztunnel`",
+            "no {name} binary at {}: build it first with `cargo build{flag} -p {name}`",
             bin.display()
         );
     }
