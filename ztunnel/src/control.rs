@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use mesh_identity::{SpiffeId, TrustBundle};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -33,27 +32,13 @@ pub async fn start(
         .token_file
         .clone()
         .context("--control needs --token-file")?;
-    let roots_file = config
-        .control_ca
-        .clone()
-        .context("--control needs --control-ca")?;
-    let roots_pem = std::fs::read(&roots_file)
-        .with_context(|| format!("cannot read --control-ca {}", roots_file.display()))?;
-    let roots = TrustBundle::from_pem(&roots_pem).context("invalid --control-ca")?;
-    let identity: SpiffeId = config
-        .control_identity
-        .parse()
-        .context("invalid --control-identity")?;
-    let addr = tokio::net::lookup_host(control.as_str())
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .with_context(|| format!("--control {control}: cannot resolve (expected host:port)"))?;
-    let target = mesh_xds::channel::ControlTarget {
-        addr,
-        roots: roots.clone(),
-        identity,
-    };
+    let target = mesh_xds::channel::ControlTarget::from_flags(
+        &control,
+        config.control_ca.as_deref(),
+        &config.control_identity,
+    )
+    .await?;
+    let (addr, roots) = (target.addr, target.roots.clone());
     let channel = mesh_xds::channel::channel(&target)?;
 
     let state = Arc::new(State::new(mesh_api::ConfigSnapshot::default()));
