@@ -8,10 +8,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use mesh_identity::CertificateAuthority;
 use mesh_testbed::Pod;
 use mesh_testbed::l7::{Waypoint as WaypointProcess, WaypointFiles};
-use mesh_testbed::mesh::{MeshNode, PodSpec, ZtunnelFiles, render};
+use mesh_testbed::mesh::{MeshNode, PodSpec, render};
 
 use super::{Variant, locate_binary};
 use crate::counters;
@@ -87,15 +86,7 @@ impl Variant for Waypoint {
             ztunnel_bin.display(),
             waypoint_bin.display()
         );
-        let dir = tempfile::Builder::new()
-            .prefix("mesh-bench-")
-            .tempdir()
-            .context("cannot create a directory for the mesh files")?;
-        let ca = CertificateAuthority::generate(mesh_identity::DEFAULT_TRUST_DOMAIN)
-            .context("cannot generate the mesh CA")?;
-        let (ca_cert, ca_key) = (dir.path().join("ca.pem"), dir.path().join("ca-key.pem"));
-        std::fs::write(&ca_cert, ca.cert_pem())?;
-        std::fs::write(&ca_key, ca.key_pem())?;
+        let (dir, ca_cert, ca_key) = super::ztunnel::mesh_dir()?;
         let pod = env
             .topology
             .add_pod(SERVER_NODE, WAYPOINT_SA)
@@ -112,18 +103,13 @@ impl Variant for Waypoint {
         ];
         let config = dir.path().join("mesh.yaml");
         std::fs::write(&config, render(pods, &services(&pod.ip.to_string())))?;
-        for node in env.topology.nodes() {
-            let socket = dir.path().join(format!("handoff-{}.sock", node.index));
-            let files = ZtunnelFiles {
-                config: &config,
-                ca_cert: &ca_cert,
-                ca_key: &ca_key,
-                socket: &socket,
-            };
-            let started = MeshNode::start_with(node, &files, &ztunnel_bin)
-                .with_context(|| format!("cannot start the ztunnel of {}", node.name()))?;
-            self.nodes.push(started);
-        }
+        self.nodes = super::ztunnel::start_ztunnels(
+            env,
+            dir.path(),
+            &config,
+            (&ca_cert, &ca_key),
+            &ztunnel_bin,
+        )?;
         for (spec, p) in &pods[..2] {
             self.nodes
                 .get(usize::from(p.node) - 1)

@@ -78,15 +78,7 @@ impl Variant for Ztunnel {
             None => locate_binary()?,
         };
         eprintln!("mesh-benches: ztunnel binary {}", bin.display());
-        let dir = tempfile::Builder::new()
-            .prefix("mesh-bench-")
-            .tempdir()
-            .context("cannot create a directory for the ztunnel files")?;
-        let ca = CertificateAuthority::generate(mesh_identity::DEFAULT_TRUST_DOMAIN)
-            .context("cannot generate the mesh CA")?;
-        let (ca_cert, ca_key) = (dir.path().join("ca.pem"), dir.path().join("ca-key.pem"));
-        std::fs::write(&ca_cert, ca.cert_pem())?;
-        std::fs::write(&ca_key, ca.key_pem())?;
+        let (dir, ca_cert, ca_key) = mesh_dir()?;
         let specs = [
             PodSpec::new(&env.client.name),
             PodSpec::new(&env.server.name),
@@ -94,18 +86,7 @@ impl Variant for Ztunnel {
         let config = dir.path().join("ztunnel.yaml");
         let pods = [(&specs[0], &env.client), (&specs[1], &env.server)];
         std::fs::write(&config, render(pods, ""))?;
-        for node in env.topology.nodes() {
-            let socket = dir.path().join(format!("handoff-{}.sock", node.index));
-            let files = ZtunnelFiles {
-                config: &config,
-                ca_cert: &ca_cert,
-                ca_key: &ca_key,
-                socket: &socket,
-            };
-            let started = MeshNode::start_with(node, &files, &bin)
-                .with_context(|| format!("cannot start the ztunnel of {}", node.name()))?;
-            self.nodes.push(started);
-        }
+        self.nodes = start_ztunnels(env, dir.path(), &config, (&ca_cert, &ca_key), &bin)?;
         self.dir = Some(dir);
         for (spec, pod) in pods {
             self.node(pod.node)?
@@ -155,6 +136,46 @@ impl Variant for Ztunnel {
             ),
         ])
     }
+}
+
+/// A fresh directory for a variant's mesh files with a new mesh CA in it: (dir, CA cert, CA key).
+pub fn mesh_dir() -> anyhow::Result<(tempfile::TempDir, PathBuf, PathBuf)> {
+    let dir = tempfile::Builder::new()
+        .prefix("mesh-bench-")
+        .tempdir()
+        .context("cannot create a directory for the mesh files")?;
+    let ca = CertificateAuthority::generate(mesh_identity::DEFAULT_TRUST_DOMAIN)
+        .context("cannot generate the mesh CA")?;
+    let (ca_cert, ca_key) = (dir.path().join("ca.pem"), dir.path().join("ca-key.pem"));
+    std::fs::write(&ca_cert, ca.cert_pem())?;
+    std::fs::write(&ca_key, ca.key_pem())?;
+    Ok((dir, ca_cert, ca_key))
+}
+
+/// Starts `bin` as the ztunnel of every node of `env`, with the mesh `config` and the CA files,
+/// handoff sockets in `dir`.
+pub fn start_ztunnels(
+    env: &BenchEnv,
+    dir: &Path,
+    config: &Path,
+    (ca_cert, ca_key): (&Path, &Path),
+    bin: &Path,
+) -> anyhow::Result<Vec<MeshNode>> {
+    env.topology
+        .nodes()
+        .iter()
+        .map(|node| {
+            let socket = dir.join(format!("handoff-{}.sock", node.index));
+            let files = ZtunnelFiles {
+                config,
+                ca_cert,
+                ca_key,
+                socket: &socket,
+            };
+            MeshNode::start_with(node, &files, bin)
+                .with_context(|| format!("cannot start the ztunnel of {}", node.name()))
+        })
+        .collect()
 }
 
 /// Environment variable naming the ztunnel binary to benchmark instead of the default one.
