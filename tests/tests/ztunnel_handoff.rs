@@ -169,6 +169,24 @@ fn handoff_requests_good_and_bad_against_a_real_ztunnel() {
         ztunnel.stdout()
     );
     assert_eq!(agent.request(&AgentRequest::snapshot_done(), None), "");
+    // The pod's certificate is fetched when the pod is added, before any connection needs it.
+    wait_until(
+        "the pod's certificate in /config_dump without any connection",
+        || {
+            node.netns
+                .run_timeout("curl", &["-s", "127.0.0.1:15000/config_dump"], WAIT)
+                .is_ok_and(|o| {
+                    let dump: serde_json::Value =
+                        serde_json::from_str(&o.stdout).unwrap_or_default();
+                    dump["certificates"].as_array().is_some_and(|certs| {
+                        certs
+                            .iter()
+                            .any(|c| c["identity"] == "spiffe://cluster.local/ns/default/sa/sa")
+                    })
+                })
+        },
+        &ztunnel,
+    );
     // Del closes them.
     assert_eq!(agent.request(&AgentRequest::del("pod-a"), None), "");
     wait_until(
