@@ -144,12 +144,16 @@ pub(super) fn translate(
             | Kind::VirtualService
             | Kind::DestinationRule),
             o,
-        ) => l7::l7_object(*kind, o, &mut warnings).map(|json| {
-            (
-                resource_name(*kind, &key.namespace, &key.name),
-                Resource::L7Object(json),
-            )
-        }),
+        ) => {
+            // An invalid update keeps the version waypoints have in force (translate::l7).
+            let name = resource_name(*kind, &key.namespace, &key.name);
+            let previous = match index.resource(&name).map(|e| &*e.resource) {
+                Some(Resource::L7Object(json)) => Some(json.as_str()),
+                _ => None,
+            };
+            l7::l7_object(*kind, o, previous, &mut warnings)
+                .map(|json| (name, Resource::L7Object(json)))
+        }
         _ => None,
     };
     (out, warnings)

@@ -1,53 +1,93 @@
 //! Waypoint (L7) objects -> the Kubernetes JSON waypoints receive.
 //!
 //! The waypoint validates the L7 objects it receives as one set and rejects the whole response (NACK, last good
-//! config kept) when any object is invalid. So that one invalid VirtualService, DestinationRule,
-//! RequestAuthentication or HTTPFault cannot hold back every other change to a waypoint, control checks each of
-//! them with the waypoint's own code (`mesh_api::l7`) first: an invalid object is not sent, and a warning names it
-//! and the field at fault (logged like a NACK and kept in the index's warnings). Routes (HTTPRoute, GRPCRoute)
-//! are sent as they are: they can refer to other objects (faults), and their status is the deployer's.
+//! config kept) when any object is invalid. So that one invalid object cannot hold back every other change to a
+//! waypoint, control checks each HTTPRoute, GRPCRoute, HTTPFault, VirtualService, DestinationRule and
+//! RequestAuthentication with the waypoint's own code first ([`check`]: `mesh_api::l7::object_from_json` +
+//! `mesh_api::l7::build`, what the waypoint runs on the set): an invalid object is not sent, and a warning names
+//! it and the field at fault (logged like a NACK, kept in the index's warnings; the deployer writes it into the
+//! object's status).
+//!
+//! Last good config kept: when an object that was valid becomes invalid, the version waypoints already have stays
+//! in force ([`l7_object`] returns the previous JSON), as the waypoint itself keeps its last good config after a
+//! NACK. A route's validity does not depend on other objects (an `ExtensionRef` to a missing or invalid
+//! HTTPFault is resolved per request: 500), so checking one object at a time gives the waypoint's answer for it.
+//! The kept version lives in control's memory: after a control restart an object that is still invalid is not
+//! sent at all, so waypoints drop the old version.
 
-use mesh_api::l7::{self, L7Object};
+use mesh_api::l7::{self, L7Error, L7Object};
 
 use super::{Warning, ns_name};
 use crate::objects::{Generic, Kind};
 
-/// The JSON sent to waypoints for `obj` of `kind`, or `None` (with a warning) when the waypoint would reject it.
-pub fn l7_object(kind: Kind, obj: &Generic, warnings: &mut Vec<Warning>) -> Option<String> {
-    let json = serde_json::json!({
+/// Why the waypoint would reject an object: one entry per error, each `field: what is wrong`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The errors, in the waypoint's words (field path first when the error has one).
+    pub reasons: Vec<String>,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reasons.join("; "))
+    }
+}
+
+/// The Kubernetes JSON of `obj` of `kind`, as waypoints receive it.
+pub fn json_of(kind: Kind, obj: &Generic) -> serde_json::Value {
+    serde_json::json!({
         "apiVersion": kind.api_version(),
         "kind": kind.to_string(),
         "metadata": obj.metadata,
         "spec": obj.spec,
-    });
-    if matches!(kind, Kind::HttpRoute | Kind::GrpcRoute) {
-        return Some(json.to_string());
-    }
-    let (ns, name) = ns_name(&obj.metadata);
-    let invalid = |reason: String| {
-        Warning::new(
-            format!("{kind} {ns}/{name}"),
-            format!("invalid, not sent to waypoints: {reason}"),
-        )
-    };
+    })
+}
+
+/// Checks `obj` of `kind` with the waypoint's parser and validator; `Ok` holds the JSON to send.
+pub fn check(kind: Kind, obj: &Generic) -> Result<String, Invalid> {
+    let json = json_of(kind, obj);
     let text = json.to_string();
-    let parsed = match l7::object_from_json(json) {
-        Ok(o) => o,
-        Err(e) => {
-            warnings.push(invalid(e));
-            return None;
-        }
-    };
+    let one = |r: String| Invalid { reasons: vec![r] };
+    let parsed = l7::object_from_json(json).map_err(one)?;
     if let L7Object::Other { .. } = parsed {
-        warnings.push(invalid("not a kind the waypoint reads".into()));
-        return None;
+        return Err(one("not a kind the waypoint reads".into()));
     }
     match l7::build(std::slice::from_ref(&parsed)) {
-        Ok(_) => Some(text),
-        Err(errors) => {
-            let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            warnings.push(invalid(reasons.join("; ")));
-            None
+        Ok(_) => Ok(text),
+        Err(errors) => Err(Invalid {
+            reasons: errors
+                .iter()
+                .map(|e| match e {
+                    // The object is named by the caller; keep the field path and the reason.
+                    L7Error::Invalid { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// The JSON sent to waypoints for `obj` of `kind`. When the waypoint would reject it: `previous` (the version
+/// waypoints have, kept in force) or `None`, with a warning naming the object and the field at fault.
+pub fn l7_object(
+    kind: Kind,
+    obj: &Generic,
+    previous: Option<&str>,
+    warnings: &mut Vec<Warning>,
+) -> Option<String> {
+    match check(kind, obj) {
+        Ok(text) => Some(text),
+        Err(invalid) => {
+            let (ns, name) = ns_name(&obj.metadata);
+            let kept = match previous {
+                Some(_) => "; the last valid version stays in force",
+                None => "",
+            };
+            warnings.push(Warning::new(
+                format!("{kind} {ns}/{name}"),
+                format!("invalid, not sent to waypoints: {invalid}{kept}"),
+            ));
+            previous.map(str::to_string)
         }
     }
 }
@@ -71,7 +111,7 @@ mod tests {
             "hosts": ["reviews"],
             "http": [{"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}],
         }));
-        let json = l7_object(Kind::VirtualService, &vs, &mut warnings).expect("valid");
+        let json = l7_object(Kind::VirtualService, &vs, None, &mut warnings).expect("valid");
         assert!(warnings.is_empty(), "{warnings:?}");
         let value: serde_json::Value = serde_json::from_str(&json).expect("json");
         assert_eq!(value["kind"], "VirtualService");
@@ -81,7 +121,7 @@ mod tests {
             "host": "reviews",
             "subsets": [{"name": "v1", "labels": {"version": "v1"}}],
         }));
-        assert!(l7_object(Kind::DestinationRule, &dr, &mut warnings).is_some());
+        assert!(l7_object(Kind::DestinationRule, &dr, None, &mut warnings).is_some());
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 
@@ -111,7 +151,7 @@ mod tests {
         ];
         for (kind, spec) in cases {
             let mut warnings = Vec::new();
-            let sent = l7_object(kind, &generic(spec.clone()), &mut warnings);
+            let sent = l7_object(kind, &generic(spec.clone()), None, &mut warnings);
             assert!(sent.is_none(), "{kind} {spec} was sent");
             assert_eq!(warnings.len(), 1, "{kind} {spec}");
             assert_eq!(warnings[0].object, format!("{kind} shop/reviews"));
@@ -123,5 +163,153 @@ mod tests {
                 warnings[0].message
             );
         }
+    }
+
+    fn route(path: serde_json::Value) -> Generic {
+        generic(serde_json::json!({
+            "parentRefs": [{"group": "", "kind": "Service", "name": "reviews", "port": 80}],
+            "rules": [{"matches": [{"path": path}], "backendRefs": [{"name": "reviews-v2", "port": 80}]}],
+        }))
+    }
+
+    #[test]
+    fn routes_are_checked_with_the_waypoint_code() {
+        let mut warnings = Vec::new();
+        let good = route(serde_json::json!({"type": "RegularExpression", "value": "/v[0-9]+/.*"}));
+        let sent = l7_object(Kind::HttpRoute, &good, None, &mut warnings).expect("valid route");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(sent.contains("RegularExpression"), "{sent}");
+
+        // A regex the waypoint cannot compile: the field is named, nothing is sent.
+        let bad = route(serde_json::json!({"type": "RegularExpression", "value": "/v([0-9"}));
+        let invalid = check(Kind::HttpRoute, &bad).expect_err("bad regex");
+        assert_eq!(invalid.reasons.len(), 1, "{invalid}");
+        assert!(
+            invalid.reasons[0].starts_with("spec.rules[0].matches[0].path"),
+            "{invalid}"
+        );
+        assert!(l7_object(Kind::HttpRoute, &bad, None, &mut warnings).is_none());
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].object, "HTTPRoute shop/reviews");
+        assert!(
+            !warnings[0].message.contains("stays in force"),
+            "{}",
+            warnings[0].message
+        );
+
+        // The same bad update of a route that was valid: the previous version stays, and the warning says so.
+        let mut warnings = Vec::new();
+        let kept = l7_object(Kind::HttpRoute, &bad, Some(&sent), &mut warnings);
+        assert_eq!(kept.as_deref(), Some(sent.as_str()));
+        assert!(
+            warnings[0]
+                .message
+                .contains("the last valid version stays in force"),
+            "{}",
+            warnings[0].message
+        );
+
+        // A valid update replaces the kept version.
+        let fixed = route(serde_json::json!({"type": "RegularExpression", "value": "/v1/.*"}));
+        let mut warnings = Vec::new();
+        let new = l7_object(Kind::HttpRoute, &fixed, Some(&sent), &mut warnings).expect("fixed");
+        assert!(warnings.is_empty() && new != sent && new.contains("/v1/.*"));
+    }
+
+    #[test]
+    fn invalid_routes_of_both_kinds_are_rejected() {
+        let cases = [
+            (
+                Kind::HttpRoute,
+                serde_json::json!({"rules": [{"filters": [{"type": "NoSuchFilter"}]}]}),
+            ),
+            (
+                Kind::HttpRoute,
+                serde_json::json!({"rules": [{"matches": [{"path": {"type": "Exact", "value": "no-slash"}}]}]}),
+            ),
+            (
+                Kind::HttpRoute,
+                serde_json::json!({"rules": [{"matches": [{"headers": [{"name": "bad header", "value": "x"}]}]}]}),
+            ),
+            (
+                Kind::GrpcRoute,
+                serde_json::json!({"rules": [{"matches": [{"method": {"service": "a/b", "method": "M"}}]}]}),
+            ),
+            (
+                Kind::GrpcRoute,
+                serde_json::json!({"rules": [{"matches": [{"method": {"type": "RegularExpression", "service": "(", "method": "M"}}]}]}),
+            ),
+        ];
+        for (kind, spec) in cases {
+            let mut warnings = Vec::new();
+            assert!(
+                l7_object(kind, &generic(spec.clone()), None, &mut warnings).is_none(),
+                "{kind} {spec} was sent"
+            );
+            assert_eq!(warnings.len(), 1, "{kind} {spec}");
+            assert!(
+                warnings[0].message.contains("spec.rules[0]"),
+                "{kind} {spec}: {}",
+                warnings[0].message
+            );
+        }
+        let grpc = generic(
+            serde_json::json!({"rules": [{"matches": [{"method": {"service": "shop.Reviews", "method": "Get"}}],
+            "backendRefs": [{"name": "reviews", "port": 80}]}]}),
+        );
+        assert!(check(Kind::GrpcRoute, &grpc).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use crate::index::{Change, Index, resource_name};
+    use crate::objects::{Kind, ObjectKey, parse_documents};
+    use crate::translate::Options;
+
+    fn route(regex: &str) -> crate::objects::Object {
+        let text = format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: shop}}\n\
+             spec: {{parentRefs: [{{kind: Service, group: '', name: reviews}}], rules: [{{matches: [{{path: \
+             {{type: RegularExpression, value: '{regex}'}}}}], backendRefs: [{{name: reviews, port: 80}}]}}]}}\n"
+        );
+        parse_documents(&text).expect("route").remove(0)
+    }
+
+    #[test]
+    fn an_invalid_update_keeps_the_last_valid_version_until_fixed_or_deleted() {
+        let mut index = Index::new(Options::default());
+        let name = resource_name(Kind::HttpRoute, "shop", "r");
+        let sent = |index: &Index| match index.resource(&name).map(|e| &*e.resource) {
+            Some(crate::index::Resource::L7Object(j)) => Some(j.clone()),
+            _ => None,
+        };
+        // Invalid from the start: nothing is sent.
+        index.apply([Change::Upsert(route("/v(["))]);
+        assert_eq!(sent(&index), None);
+        assert_eq!(index.warnings().count(), 1);
+        // Valid: sent.
+        let changed = index.apply([Change::Upsert(route("/v1/.*"))]);
+        assert_eq!(changed, vec![name.clone()]);
+        let good = sent(&index).expect("valid route sent");
+        assert!(good.contains("/v1/.*"));
+        assert_eq!(index.warnings().count(), 0);
+        // An invalid update: no change for waypoints, the valid version stays, a warning says why.
+        let changed = index.apply([Change::Upsert(route("/v2/(["))]);
+        assert!(changed.is_empty(), "{changed:?}");
+        assert_eq!(sent(&index).as_deref(), Some(good.as_str()));
+        let w: Vec<String> = index.warnings().map(ToString::to_string).collect();
+        assert!(
+            w.len() == 1 && w[0].contains("stays in force") && w[0].contains("spec.rules[0]"),
+            "{w:?}"
+        );
+        // Fixed: the new version replaces it.
+        index.apply([Change::Upsert(route("/v2/.*"))]);
+        assert!(sent(&index).is_some_and(|j| j.contains("/v2/.*")));
+        // Invalid again, then deleted: gone.
+        index.apply([Change::Upsert(route("(("))]);
+        assert!(sent(&index).is_some());
+        index.apply([Change::Delete(ObjectKey::new(Kind::HttpRoute, "shop", "r"))]);
+        assert_eq!(sent(&index), None);
     }
 }
