@@ -1,16 +1,23 @@
 //! Status of HTTPRoute / GRPCRoute objects, per parent (DESIGN.md 5): `Accepted` (the parent is a waypoint
 //! Gateway, or a Service that has a waypoint: without one no proxy applies L7 routes, which the condition says)
 //! and `ResolvedRefs` (every backend Service exists).
+//!
+//! A route the waypoint would reject (checked with its own code, `translate::l7::check`) is `Accepted=False`
+//! with the Gateway API reason `UnsupportedValue` on every parent, the message naming the field at fault and
+//! saying whether an earlier valid version stays in force (the one waypoints have: last good config kept).
 
 use serde_json::{Value, json};
 
 use crate::index::{Index, Resource, resource_name};
 use crate::objects::{Generic, Kind, Object, ObjectKey};
+use crate::translate::l7::{self, Invalid};
 use crate::translate::ns_name;
 use crate::translate::waypoint::is_waypoint;
 
 /// `controllerName` written in route parent statuses (the GatewayClass's).
 pub const CONTROLLER_NAME: &str = "istio.io/mesh-controller";
+/// Gateway API reason of `Accepted=False` for a route with a value the implementation does not accept.
+pub const REASON_UNSUPPORTED_VALUE: &str = "UnsupportedValue";
 
 /// The status apply body of `route` (kind `HTTPRoute` or `GRPCRoute`) at time `now`.
 pub fn route_status(kind: Kind, route: &Generic, index: &Index, now: &str) -> Value {
@@ -44,6 +51,9 @@ pub fn route_status(kind: Kind, route: &Generic, index: &Index, now: &str) -> Va
             format!("backend Service(s) not found: {}", missing.join(", ")),
         ),
     };
+    let invalid = l7::check(kind, route)
+        .err()
+        .map(|e| invalid_message(&e, kept_generation(kind, ns, name, index)));
     let parents: Vec<Value> = route
         .spec
         .get("parentRefs")
@@ -51,7 +61,10 @@ pub fn route_status(kind: Kind, route: &Generic, index: &Index, now: &str) -> Va
         .into_iter()
         .flatten()
         .map(|p| {
-            let (ok, reason, message) = accepted(p, ns, index);
+            let (ok, reason, message) = match &invalid {
+                Some(m) => (false, REASON_UNSUPPORTED_VALUE, m.clone()),
+                None => accepted(p, ns, index),
+            };
             json!({"parentRef": p, "controllerName": CONTROLLER_NAME,
                    "conditions": [condition("Accepted", ok, reason, message), resolved.clone()]})
         })
@@ -59,6 +72,33 @@ pub fn route_status(kind: Kind, route: &Generic, index: &Index, now: &str) -> Va
     let api_version = "gateway.networking.k8s.io/v1";
     json!({"apiVersion": api_version, "kind": kind.to_string(),
            "metadata": {"name": name, "namespace": ns}, "status": {"parents": parents}})
+}
+
+/// What a parent's `Accepted=False` says about an invalid route: the waypoint's reasons (field first) and what
+/// is in force instead. `kept`: the version waypoints still have, `Some(generation)` (0 when unknown).
+pub fn invalid_message(invalid: &Invalid, kept: Option<i64>) -> String {
+    let instead = match kept {
+        Some(g) if g > 0 => format!("the last valid version (generation {g}) stays in force"),
+        Some(_) => "the last valid version stays in force".to_string(),
+        None => "no valid version was accepted before, so no waypoint applies it".to_string(),
+    };
+    format!("invalid, not sent to waypoints: {invalid}; {instead}")
+}
+
+/// The generation of the version of `kind ns/name` waypoints have (control's resource), if any.
+pub fn kept_generation(kind: Kind, ns: &str, name: &str, index: &Index) -> Option<i64> {
+    match index
+        .resource(&resource_name(kind, ns, name))
+        .map(|e| &*e.resource)
+    {
+        Some(Resource::L7Object(json)) => Some(
+            serde_json::from_str::<Value>(json)
+                .ok()
+                .and_then(|v| v.pointer("/metadata/generation").and_then(Value::as_i64))
+                .unwrap_or(0),
+        ),
+        _ => None,
+    }
 }
 
 /// Whether the parent `p` takes the route: (accepted, reason, message).
@@ -161,10 +201,17 @@ mod tests {
         spec: {clusterIP: 10.96.0.2, ports: [{port: 80}]}\n";
 
     fn status(route: &str) -> Value {
+        status_after(&[route])
+    }
+
+    /// The status after the index saw each version of the route in turn.
+    fn status_after(versions: &[&str]) -> Value {
         let mut index = Index::new(Options::default());
-        let mut objs = parse_documents(MESH).expect("mesh");
-        objs.extend(parse_documents(route).expect("route"));
-        index.replace_all(objs);
+        for route in versions {
+            let mut objs = parse_documents(MESH).expect("mesh");
+            objs.extend(parse_documents(route).expect("route"));
+            index.replace_all(objs);
+        }
         let Some(Object::Generic(kind, r)) = index
             .object(&ObjectKey::new(Kind::HttpRoute, "shop", "r"))
             .cloned()
@@ -218,5 +265,50 @@ mod tests {
             cond(&missing, 0),
             ("False".into(), "NoMatchingParent".into())
         );
+    }
+
+    #[test]
+    fn an_invalid_route_is_not_accepted_and_says_what_stays_in_force() {
+        let versioned = |generation: u32, regex: &str| {
+            format!(
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: shop, \
+                 generation: {generation}}}\nspec: {{parentRefs: [{{name: wp}}, {{group: '', kind: Service, name: reviews}}], \
+                 rules: [{{matches: [{{path: {{type: RegularExpression, value: '{regex}'}}}}], \
+                 backendRefs: [{{name: reviews, port: 80}}]}}]}}\n"
+            )
+        };
+        let good = versioned(1, "/v1/.*");
+        let bad = versioned(2, "/v1/([");
+        let ok = status_after(&[&good]);
+        assert_eq!(cond(&ok, 0), ("True".into(), "Accepted".into()));
+
+        // Invalid from the start: rejected on every parent, nothing in force.
+        let fresh = status_after(&[&bad]);
+        for i in 0..2 {
+            let c = &fresh["status"]["parents"][i]["conditions"][0];
+            assert_eq!(c["status"], "False", "{c}");
+            assert_eq!(c["reason"], REASON_UNSUPPORTED_VALUE, "{c}");
+            assert_eq!(c["observedGeneration"], 2, "{c}");
+            let m = c["message"].as_str().unwrap_or_default();
+            assert!(m.contains("spec.rules[0].matches[0].path"), "{m}");
+            assert!(m.contains("no valid version was accepted before"), "{m}");
+        }
+        // Invalid after a valid version: that version stays in force, and the message says which.
+        let kept = status_after(&[&good, &bad]);
+        let m = kept["status"]["parents"][0]["conditions"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            m.contains("the last valid version (generation 1) stays in force"),
+            "{m}"
+        );
+        assert_eq!(
+            cond(&kept, 0),
+            ("False".into(), REASON_UNSUPPORTED_VALUE.into())
+        );
+        // Fixed: accepted again.
+        let fixed = status_after(&[&good, &bad, &versioned(3, "/v2/.*")]);
+        assert_eq!(cond(&fixed, 0), ("True".into(), "Accepted".into()));
     }
 }
