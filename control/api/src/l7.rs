@@ -148,31 +148,36 @@ pub fn object_from_json(value: serde_json::Value) -> Result<L7Object, String> {
     object_from_yaml(serde_yaml_ng::to_value(value).map_err(|e| e.to_string())?)
 }
 
+/// Reads `value` as a `T`; the error names the field at fault (`spec.rules[0].matches: ...`).
+fn typed<T: serde::de::DeserializeOwned>(value: serde_yaml_ng::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        match path.as_str() {
+            "" | "." => e.into_inner().to_string(),
+            _ => format!("{path}: {}", e.into_inner()),
+        }
+    })
+}
+
 fn object_from_yaml(value: serde_yaml_ng::Value) -> Result<L7Object, String> {
     let err = |e: serde_yaml_ng::Error| e.to_string();
     let tm: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(err)?;
     let group = tm.api_version.rsplit_once('/').map_or("", |(g, _)| g);
     Ok(match (group, tm.kind.as_str()) {
-        (GATEWAY_GROUP, "HTTPRoute") => {
-            L7Object::HttpRoute(serde_yaml_ng::from_value(value).map_err(err)?)
-        }
-        (GATEWAY_GROUP, "GRPCRoute") => {
-            L7Object::GrpcRoute(serde_yaml_ng::from_value(value).map_err(err)?)
-        }
-        (FAULT_GROUP, FAULT_KIND) => {
-            L7Object::Fault(serde_yaml_ng::from_value(value).map_err(err)?)
-        }
+        (GATEWAY_GROUP, "HTTPRoute") => L7Object::HttpRoute(typed(value)?),
+        (GATEWAY_GROUP, "GRPCRoute") => L7Object::GrpcRoute(typed(value)?),
+        (FAULT_GROUP, FAULT_KIND) => L7Object::Fault(typed(value)?),
         ("security.istio.io", "AuthorizationPolicy") => {
-            L7Object::AuthorizationPolicy(Box::new(serde_yaml_ng::from_value(value).map_err(err)?))
+            L7Object::AuthorizationPolicy(Box::new(typed(value)?))
         }
-        ("security.istio.io", "RequestAuthentication") => L7Object::RequestAuthentication(
-            Box::new(serde_yaml_ng::from_value(value).map_err(err)?),
-        ),
+        ("security.istio.io", "RequestAuthentication") => {
+            L7Object::RequestAuthentication(Box::new(typed(value)?))
+        }
         ("networking.istio.io", "VirtualService") => {
-            L7Object::VirtualService(Box::new(serde_yaml_ng::from_value(value).map_err(err)?))
+            L7Object::VirtualService(Box::new(typed(value)?))
         }
         ("networking.istio.io", "DestinationRule") => {
-            L7Object::DestinationRule(Box::new(serde_yaml_ng::from_value(value).map_err(err)?))
+            L7Object::DestinationRule(Box::new(typed(value)?))
         }
         _ => L7Object::Other {
             api_version: tm.api_version,

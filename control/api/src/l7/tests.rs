@@ -288,3 +288,19 @@ fn objects_given_as_json_parse_like_yaml() {
     assert!(matches!(other, L7Object::Other { .. }));
     assert!(object_from_json(serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "spec": {"rules": 3}})).is_err());
 }
+
+#[test]
+fn parse_errors_name_the_field_at_fault() {
+    let text = format!("{HEAD}  - matches: [{{path: {{type: Exact, value: [/x]}}}}]\n");
+    let err = parse_documents("t.yaml", &text).expect_err("a list where a string goes");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("spec.rules[0].matches[0].path.value: invalid type: sequence"),
+        "{msg}"
+    );
+    let vs = serde_json::json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "v", "namespace": "ns"},
+        "spec": {"hosts": ["r"], "http": [{"route": [{"destination": {"host": "r"}, "weight": -5}]}]}});
+    let msg = object_from_json(vs).expect_err("negative weight");
+    assert!(msg.starts_with("spec.http[0].route[0].weight: "), "{msg}");
+}
