@@ -15,6 +15,9 @@ pub struct Store {
     index: Mutex<Index>,
     seq: watch::Sender<u64>,
     synced: watch::Sender<bool>,
+    /// Counts applied updates, also those that changed objects but no resource (status writers need them: an
+    /// invalid update of a route changes its status, not what proxies get).
+    updates: watch::Sender<u64>,
 }
 
 impl Store {
@@ -24,6 +27,7 @@ impl Store {
             index: Mutex::new(Index::new(opts)),
             seq: watch::Sender::new(0),
             synced: watch::Sender::new(false),
+            updates: watch::Sender::new(0),
         })
     }
 
@@ -35,6 +39,11 @@ impl Store {
     /// A receiver that sees every new sequence number.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.seq.subscribe()
+    }
+
+    /// A receiver that sees every applied update (objects may have changed even when no resource did).
+    pub fn subscribe_updates(&self) -> watch::Receiver<u64> {
+        self.updates.subscribe()
     }
 
     /// Waits until the source has delivered a complete view once.
@@ -66,6 +75,7 @@ impl Store {
         if changed > 0 {
             self.seq.send_replace(seq);
         }
+        self.updates.send_modify(|n| *n += 1);
         changed
     }
 
