@@ -34,6 +34,13 @@ pub async fn serve(
         (Some(dir), Some(key)) if !config.kubernetes => {
             let ca = ca::load_or_create(&config.ca_dir, &config.trust_domain)?;
             Box::new(FileSource::new(dir, config.poll)).spawn(tx, stop.clone());
+            if let Some(status_dir) = &config.status_dir {
+                tokio::spawn(crate::deployer::report::run(
+                    store.clone(),
+                    crate::deployer::report::Target::Dir(status_dir.clone()),
+                    stop.clone(),
+                ));
+            }
             (Arc::new(LocalTokens::load_or_create(key)?), ca)
         }
         _ => {
@@ -57,6 +64,11 @@ pub async fn serve(
                 client.clone(),
                 store.clone(),
                 opts,
+                stop.clone(),
+            ));
+            tokio::spawn(crate::deployer::report::run(
+                store.clone(),
+                crate::deployer::report::Target::Kube(client.clone()),
                 stop.clone(),
             ));
             (

@@ -67,6 +67,11 @@ pub struct ServeConfig {
     /// Image of the waypoints deployed for `istio-waypoint` Gateways (`--kubernetes` only).
     #[arg(long, default_value = crate::deployer::render::DEFAULT_IMAGE)]
     pub waypoint_image: String,
+    /// Local mode (`--config-dir`): directory where control writes the status of the L7 objects it checks
+    /// (`<Kind>/<namespace>/<name>.json`, a status apply body; emptied at start). In Kubernetes the status goes to
+    /// the objects' status subresource instead.
+    #[arg(long, conflicts_with = "kubernetes")]
+    pub status_dir: Option<PathBuf>,
     /// How often the config directory is checked, in seconds.
     #[arg(long, default_value = "0.2", value_parser = parse_secs)]
     pub poll: Duration,

@@ -2,6 +2,7 @@
 //! applies the objects of each waypoint Gateway whose rendering changed (field manager `mesh-control`, forced:
 //! control owns these objects), then writes the Gateway's status when it changed. Deleted Gateways need nothing:
 //! the owner reference lets Kubernetes collect their objects. Failures are logged and retried at the next pass.
+//! The status of routes and the other L7 objects is [`super::report`]'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,14 +40,14 @@ pub async fn run(
         _ = stop.cancelled() => return,
         _ = store.wait_synced() => {}
     }
-    let mut seq = store.subscribe();
+    // Every update, not only resource changes: a Gateway's generation or a pod's readiness can change its status
+    // without changing what proxies get.
+    let mut seq = store.subscribe_updates();
     let mut applied: HashMap<Key, String> = HashMap::new();
     let mut addresses: HashMap<Key, String> = HashMap::new();
     let mut statuses: HashMap<Key, Observed> = HashMap::new();
-    let mut route_statuses: HashMap<(Kind, String, String), serde_json::Value> = HashMap::new();
     loop {
         seq.borrow_and_update();
-        write_route_statuses(&client, &store, &mut route_statuses).await;
         let work = waypoints(&store);
         for (gw, ready_pods) in work {
             let (ns, name) = ns_name(&gw.metadata);
@@ -89,82 +90,6 @@ pub async fn run(
             _ = tokio::time::sleep(RESYNC) => applied.clear(),
         }
     }
-}
-
-/// Writes the status of every HTTPRoute/GRPCRoute whose conditions changed (timestamps aside).
-async fn write_route_statuses(
-    client: &kube::Client,
-    store: &Store,
-    written: &mut HashMap<(Kind, String, String), serde_json::Value>,
-) {
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let todo: Vec<((Kind, String, String), serde_json::Value)> = {
-        let index = store.lock();
-        [Kind::HttpRoute, Kind::GrpcRoute]
-            .into_iter()
-            .flat_map(|k| index.objects_of(k).collect::<Vec<_>>())
-            .filter_map(|o| match o {
-                Object::Generic(kind, r) => {
-                    let (ns, name) = ns_name(&r.metadata);
-                    let body = super::routes::route_status(*kind, r, &index, &now);
-                    Some(((*kind, ns.to_string(), name.to_string()), body))
-                }
-                _ => None,
-            })
-            .collect()
-    };
-    for (key, body) in todo {
-        let stable = without_times(&body);
-        if written.get(&key) == Some(&stable) {
-            continue;
-        }
-        let (kind, ns, name) = &key;
-        let plural = if *kind == Kind::HttpRoute {
-            "httproutes"
-        } else {
-            "grpcroutes"
-        };
-        let ar = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", &kind.to_string()),
-            plural,
-        );
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-        match api
-            .patch_status(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(body),
-            )
-            .await
-        {
-            Ok(_) => {
-                written.insert(key, stable);
-            }
-            Err(e) => {
-                tracing::warn!(route = %format!("{kind} {ns}/{name}"), error = %e, "cannot write route status")
-            }
-        }
-    }
-}
-
-/// `body` without `lastTransitionTime`s, to compare statuses across passes.
-fn without_times(body: &serde_json::Value) -> serde_json::Value {
-    let mut v = body.clone();
-    if let Some(parents) = v
-        .pointer_mut("/status/parents")
-        .and_then(|p| p.as_array_mut())
-    {
-        for c in parents
-            .iter_mut()
-            .filter_map(|p| p.get_mut("conditions"))
-            .filter_map(|c| c.as_array_mut())
-        {
-            for cond in c.iter_mut().filter_map(|c| c.as_object_mut()) {
-                cond.remove("lastTransitionTime");
-            }
-        }
-    }
-    v
 }
 
 /// The waypoint Gateways and how many of their pods are ready.
