@@ -79,6 +79,8 @@ pub enum LocalCommand {
     Get {
         /// What to list.
         what: GetKind,
+        /// Only the object of this name (L7 kinds: httproutes ... httpfaults).
+        name: Option<String>,
         /// Only this namespace (pods, services, workloads; default: all).
         #[arg(short = 'n', long = "namespace")]
         namespace: Option<String>,
@@ -178,6 +180,39 @@ pub enum GetKind {
     Services,
     /// The pods as mesh workloads (enrolment, identity).
     Workloads,
+    /// HTTPRoutes with the status control wrote (Accepted per parent, the reason when invalid).
+    #[value(name = "httproutes", alias = "httproute")]
+    HttpRoutes,
+    /// GRPCRoutes with their status.
+    #[value(name = "grpcroutes", alias = "grpcroute")]
+    GrpcRoutes,
+    /// VirtualServices with their status (validationMessages, Accepted).
+    #[value(name = "virtualservices", alias = "virtualservice")]
+    VirtualServices,
+    /// DestinationRules with their status.
+    #[value(name = "destinationrules", alias = "destinationrule")]
+    DestinationRules,
+    /// RequestAuthentications with their status.
+    #[value(name = "requestauthentications", alias = "requestauthentication")]
+    RequestAuthentications,
+    /// HTTPFaults with their status.
+    #[value(name = "httpfaults", alias = "httpfault")]
+    HttpFaults,
+}
+
+impl GetKind {
+    /// The Kubernetes kind of an L7 listing, `None` for the others.
+    pub fn l7_kind(self) -> Option<&'static str> {
+        Some(match self {
+            Self::HttpRoutes => "HTTPRoute",
+            Self::GrpcRoutes => "GRPCRoute",
+            Self::VirtualServices => "VirtualService",
+            Self::DestinationRules => "DestinationRule",
+            Self::RequestAuthentications => "RequestAuthentication",
+            Self::HttpFaults => "HTTPFault",
+            Self::Nodes | Self::Pods | Self::Services | Self::Workloads => return None,
+        })
+    }
 }
 
 /// Output formats of `meshctl local get`.
@@ -185,6 +220,19 @@ pub enum GetKind {
 pub enum OutputFormat {
     /// Kubernetes-shaped JSON.
     Json,
+    /// The same as YAML.
+    Yaml,
+}
+
+/// `text` (JSON when `output` is given) as `output` asks: YAML converted from the JSON.
+fn as_format(text: String, output: Option<OutputFormat>) -> anyhow::Result<String> {
+    match output {
+        Some(OutputFormat::Yaml) => {
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            Ok(serde_yaml_ng::to_string(&v)?)
+        }
+        _ => Ok(text),
+    }
 }
 
 /// Parses `250ms`, `2s`, `1.5s`, `1m` or a bare number of seconds.
@@ -223,12 +271,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Local(LocalCommand::Get {
+            what,
+            name,
+            namespace,
+            output,
+            state,
+        }) if what.l7_kind().is_some() => {
+            let kind = what.l7_kind().unwrap_or_default();
+            let format = match output {
+                None => local::routes::Format::Table,
+                Some(OutputFormat::Json) => local::routes::Format::Json,
+                Some(OutputFormat::Yaml) => local::routes::Format::Yaml,
+            };
+            let (name, ns) = (name.as_deref(), namespace.as_deref());
+            print!("{}", local::routes::get(&state, kind, name, ns, format)?);
+            Ok(())
+        }
+        Command::Local(LocalCommand::Get {
             what: GetKind::Nodes,
             output,
             state,
             ..
         }) => {
-            print!("{}", local::inspect::get_nodes(&state, output.is_some())?);
+            print!(
+                "{}",
+                as_format(local::inspect::get_nodes(&state, output.is_some())?, output)?
+            );
             Ok(())
         }
         Command::Local(LocalCommand::Get {
@@ -236,14 +304,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             namespace,
             output,
             state,
+            ..
         }) => {
             let kind = match what {
-                GetKind::Pods | GetKind::Nodes => local::view::Listing::Pods,
                 GetKind::Services => local::view::Listing::Services,
                 GetKind::Workloads => local::view::Listing::Workloads,
+                // Nodes and the L7 kinds are handled above.
+                _ => local::view::Listing::Pods,
             };
             let ns = namespace.as_deref();
-            print!("{}", local::view::get(&state, kind, ns, output.is_some())?);
+            print!(
+                "{}",
+                as_format(
+                    local::view::get(&state, kind, ns, output.is_some())?,
+                    output
+                )?
+            );
             Ok(())
         }
         Command::Local(LocalCommand::Apply { file, state }) => {

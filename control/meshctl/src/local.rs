@@ -15,6 +15,7 @@ pub mod kubeproxy;
 pub mod network;
 pub mod objects;
 pub mod probe;
+pub mod routes;
 pub mod runtime;
 pub mod sandbox;
 pub mod services;

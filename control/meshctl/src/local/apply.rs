@@ -52,6 +52,7 @@ fn merge(
 ) -> Result<(Value, &'static str), StoreError> {
     let Some(old) = old else {
         new["metadata"]["uid"] = Value::from(store::new_uid());
+        new["metadata"]["generation"] = Value::from(1);
         return Ok((new, "created"));
     };
     for p in KEPT {
@@ -61,6 +62,16 @@ fn merge(
             set(&mut new, p, v.clone());
         }
     }
+    // As the API server: the generation counts spec changes (status conditions' observedGeneration refers to it).
+    let generation = old
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    new["metadata"]["generation"] = Value::from(if old.get("spec") == new.get("spec") {
+        generation
+    } else {
+        generation + 1
+    });
     if key.kind == "Pod" {
         if old.get("spec") != new.get("spec") {
             return Err(StoreError::Refused(format!(
@@ -361,5 +372,33 @@ mod tests {
         let mut changed = new;
         changed["spec"]["containers"] = serde_json::json!([{"name": "x"}]);
         assert!(merge(Some(&stored), changed, &key).is_err());
+    }
+
+    #[test]
+    fn the_generation_counts_spec_changes() {
+        let v1 = serde_json::json!({"kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "n"},
+            "spec": {"rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/a"}}]}]}});
+        let key = Key::of(&v1);
+        let (created, _) = merge(None, v1.clone(), &key).unwrap();
+        assert_eq!(created["metadata"]["generation"], 1);
+        let (same, verb) = merge(Some(&created), v1.clone(), &key).unwrap();
+        assert_eq!(
+            (verb, &same["metadata"]["generation"]),
+            ("unchanged", &1.into())
+        );
+        let mut v2 = v1.clone();
+        v2["spec"]["rules"][0]["matches"][0]["path"]["value"] = "/b".into();
+        let (changed, verb) = merge(Some(&same), v2, &key).unwrap();
+        assert_eq!(
+            (verb, &changed["metadata"]["generation"]),
+            ("configured", &2.into())
+        );
+        let mut relabelled = changed.clone();
+        relabelled["metadata"]["labels"] = serde_json::json!({"a": "b"});
+        let (kept, _) = merge(Some(&changed), relabelled, &key).unwrap();
+        assert_eq!(
+            kept["metadata"]["generation"], 2,
+            "metadata changes keep it"
+        );
     }
 }

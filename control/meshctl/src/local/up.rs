@@ -195,6 +195,8 @@ impl Builder {
             arg(&self.path("control/ca")),
             "--token-key".into(),
             arg(&self.path("control/token.key")),
+            "--status-dir".into(),
+            arg(&self.path(super::routes::STATUS_DIR)),
             "--listen".into(),
             format!("{}:{CONTROL_PORT}", node_ip(1)),
             "--poll".into(),
