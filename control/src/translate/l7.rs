@@ -47,7 +47,9 @@ pub fn json_of(kind: Kind, obj: &Generic) -> serde_json::Value {
 pub fn check(kind: Kind, obj: &Generic) -> Result<String, Invalid> {
     let json = json_of(kind, obj);
     let text = json.to_string();
-    let one = |r: String| Invalid { reasons: vec![r] };
+    let one = |r: String| Invalid {
+        reasons: vec![one_line(&r)],
+    };
     let parsed = l7::object_from_json(json).map_err(one)?;
     if let L7Object::Other { .. } = parsed {
         return Err(one("not a kind the waypoint reads".into()));
@@ -59,12 +61,17 @@ pub fn check(kind: Kind, obj: &Generic) -> Result<String, Invalid> {
                 .iter()
                 .map(|e| match e {
                     // The object is named by the caller; keep the field path and the reason.
-                    L7Error::Invalid { source, .. } => source.to_string(),
-                    other => other.to_string(),
+                    L7Error::Invalid { source, .. } => one_line(&source.to_string()),
+                    other => one_line(&other.to_string()),
                 })
                 .collect(),
         }),
     }
+}
+
+/// `text` on one line (a regex error spans several): a status message, a log field, a table cell.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The JSON sent to waypoints for `obj` of `kind`. When the waypoint would reject it: `previous` (the version
@@ -184,6 +191,7 @@ mod tests {
         let bad = route(serde_json::json!({"type": "RegularExpression", "value": "/v([0-9"}));
         let invalid = check(Kind::HttpRoute, &bad).expect_err("bad regex");
         assert_eq!(invalid.reasons.len(), 1, "{invalid}");
+        assert!(!invalid.reasons[0].contains('\n'), "one line: {invalid}");
         assert!(
             invalid.reasons[0].starts_with("spec.rules[0].matches[0].path"),
             "{invalid}"

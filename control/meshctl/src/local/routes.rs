@@ -130,10 +130,9 @@ fn table(items: &[Value]) -> String {
     for o in items {
         let c = accepted(o);
         let text = |k: &str| {
-            c.and_then(|c| c[k].as_str())
-                .filter(|t| !t.is_empty())
-                .unwrap_or("-")
-                .to_string()
+            let t = c.and_then(|c| c[k].as_str()).unwrap_or_default();
+            let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+            if t.is_empty() { "-".to_string() } else { t }
         };
         rows.push(vec![
             s(o, "/metadata/namespace").to_string(),
