@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::routes::{invalid_message, kept_generation};
 use crate::index::Index;
 use crate::objects::{Generic, Kind};
-use crate::translate::l7;
+use crate::translate::l7::Invalid;
 use crate::translate::ns_name;
 
 /// Istio analysis code of a resource the proxies cannot use (`istioctl analyze` prints the same).
@@ -25,21 +25,27 @@ pub const EVENT_REASON: &str = "InvalidConfig";
 pub const COMPONENT: &str = "mesh-control";
 
 /// The status apply body of `obj` (VirtualService, DestinationRule, RequestAuthentication or HTTPFault) at time
-/// `now`.
-pub fn l7_status(kind: Kind, obj: &Generic, index: &Index, now: &str) -> Value {
+/// `now`; `invalid`: why the waypoint would reject it (`translate::l7::check`), if it would.
+pub fn l7_status(
+    kind: Kind,
+    obj: &Generic,
+    invalid: Option<&Invalid>,
+    index: &Index,
+    now: &str,
+) -> Value {
     let (ns, name) = ns_name(&obj.metadata);
     let generation = obj.metadata.generation.unwrap_or(0);
-    let (ok, reason, message, messages) = match l7::check(kind, obj) {
-        Ok(_) => (
+    let (ok, reason, message, messages) = match invalid {
+        None => (
             true,
             "Accepted",
             "valid; sent to the waypoints of its namespace".to_string(),
             vec![],
         ),
-        Err(e) => (
+        Some(e) => (
             false,
             REASON_INVALID,
-            invalid_message(&e, kept_generation(kind, ns, name, index)),
+            invalid_message(e, kept_generation(kind, ns, name, index)),
             vec![json!({
                 "type": {"code": IST_CODE, "name": IST_NAME},
                 "level": "ERROR",
@@ -148,8 +154,15 @@ mod tests {
         let Some(Object::Generic(_, g)) = index.object(&key).cloned() else {
             panic!("vs")
         };
+        let invalid = crate::translate::l7::check(Kind::VirtualService, &g).err();
         (
-            l7_status(Kind::VirtualService, &g, &index, "2026-01-01T00:00:00Z"),
+            l7_status(
+                Kind::VirtualService,
+                &g,
+                invalid.as_ref(),
+                &index,
+                "2026-01-01T00:00:00Z",
+            ),
             (*g).clone(),
         )
     }

@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use super::apply::FIELD_MANAGER;
 use super::istio::{invalid_reason, l7_status, warning_event};
 use super::routes::route_status;
-use crate::objects::{Kind, Object};
+use crate::objects::{Generic, Kind, Object};
 use crate::store::Store;
+use crate::translate::l7::{self, Invalid};
 use crate::translate::ns_name;
 
 /// The kinds whose status this writes.
@@ -84,9 +85,10 @@ pub async fn run(store: Arc<Store>, target: Target, stop: CancellationToken) {
     let mut seq = store.subscribe_updates();
     let mut written: HashMap<Key, Value> = HashMap::new();
     let mut warned: HashMap<Key, Value> = HashMap::new();
+    let mut checked = Checked::default();
     loop {
         seq.borrow_and_update();
-        let reports = reports(&store);
+        let reports = reports(&store, &mut checked);
         let live: std::collections::HashSet<&Key> = reports.iter().map(|r| &r.key).collect();
         let gone: Vec<Key> = written
             .keys()
@@ -94,6 +96,7 @@ pub async fn run(store: Arc<Store>, target: Target, stop: CancellationToken) {
             .cloned()
             .collect();
         for key in gone {
+            checked.0.remove(&key);
             written.remove(&key);
             warned.remove(&key);
             if let Target::Dir(dir) = &target
@@ -141,8 +144,28 @@ pub async fn run(store: Arc<Store>, target: Target, stop: CancellationToken) {
     }
 }
 
+/// Validation results by object, reused while its spec is unchanged: validating compiles regexes, and passes
+/// run after every update (pod churn included).
+#[derive(Default)]
+struct Checked(HashMap<Key, (Value, Option<Invalid>)>);
+
+impl Checked {
+    /// Why the waypoint would reject `obj` (of `key`), if it would.
+    fn invalid(&mut self, key: &Key, obj: &Generic) -> Option<Invalid> {
+        if let Some((spec, invalid)) = self.0.get(key)
+            && *spec == obj.spec
+        {
+            return invalid.clone();
+        }
+        let invalid = l7::check(key.0, obj).err();
+        self.0
+            .insert(key.clone(), (obj.spec.clone(), invalid.clone()));
+        invalid
+    }
+}
+
 /// The status of every object of [`KINDS`] now.
-fn reports(store: &Store) -> Vec<Report> {
+fn reports(store: &Store, checked: &mut Checked) -> Vec<Report> {
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let index = store.lock();
     KINDS
@@ -154,16 +177,16 @@ fn reports(store: &Store) -> Vec<Report> {
         })
         .map(|(kind, obj)| {
             let (ns, name) = ns_name(&obj.metadata);
+            let key = (kind, ns.to_string(), name.to_string());
+            let invalid = checked.invalid(&key, obj);
             let body = match kind {
-                Kind::HttpRoute | Kind::GrpcRoute => route_status(kind, obj, &index, &now),
-                _ => l7_status(kind, obj, &index, &now),
+                Kind::HttpRoute | Kind::GrpcRoute => {
+                    route_status(kind, obj, invalid.as_ref(), &index, &now)
+                }
+                _ => l7_status(kind, obj, invalid.as_ref(), &index, &now),
             };
             let event = invalid_reason(&body).map(|m| warning_event(kind, obj, &m, &now));
-            Report {
-                key: (kind, ns.to_string(), name.to_string()),
-                body,
-                event,
-            }
+            Report { key, body, event }
         })
         .collect()
 }
@@ -291,5 +314,25 @@ mod tests {
             &(Kind::HttpRoute, "shop".into(), "r.v1".into()),
         );
         assert_eq!(p, Path::new("/s/HTTPRoute/shop/r.v1.json"));
+    }
+
+    #[test]
+    fn validation_is_redone_only_when_the_spec_changes() {
+        let route = |regex: &str| -> Generic {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "r", "namespace": "shop"},
+                "spec": {"rules": [{"matches": [{"path": {"type": "RegularExpression", "value": regex}}]}]},
+            }))
+            .unwrap()
+        };
+        let key = (Kind::HttpRoute, "shop".to_string(), "r".to_string());
+        let mut checked = Checked::default();
+        assert!(checked.invalid(&key, &route("/a(")).is_some());
+        // A planted entry stands for the same spec (proves it is reused, not recomputed)...
+        checked.0.get_mut(&key).unwrap().1 = None;
+        assert!(checked.invalid(&key, &route("/a(")).is_none());
+        // ...and a changed spec is checked again.
+        assert!(checked.invalid(&key, &route("/b(")).is_some());
+        assert!(checked.invalid(&key, &route("/b")).is_none());
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::index::{Index, Resource, resource_name};
 use crate::objects::{Generic, Kind, Object, ObjectKey};
-use crate::translate::l7::{self, Invalid};
+use crate::translate::l7::Invalid;
 use crate::translate::ns_name;
 use crate::translate::waypoint::is_waypoint;
 
@@ -19,8 +19,15 @@ pub const CONTROLLER_NAME: &str = "istio.io/mesh-controller";
 /// Gateway API reason of `Accepted=False` for a route with a value the implementation does not accept.
 pub const REASON_UNSUPPORTED_VALUE: &str = "UnsupportedValue";
 
-/// The status apply body of `route` (kind `HTTPRoute` or `GRPCRoute`) at time `now`.
-pub fn route_status(kind: Kind, route: &Generic, index: &Index, now: &str) -> Value {
+/// The status apply body of `route` (kind `HTTPRoute` or `GRPCRoute`) at time `now`; `invalid`: why the
+/// waypoint would reject it (`translate::l7::check`), if it would.
+pub fn route_status(
+    kind: Kind,
+    route: &Generic,
+    invalid: Option<&Invalid>,
+    index: &Index,
+    now: &str,
+) -> Value {
     let (ns, name) = ns_name(&route.metadata);
     let generation = route.metadata.generation.unwrap_or(0);
     let condition = |type_: &str, ok: bool, reason: &str, message: String| {
@@ -51,9 +58,7 @@ pub fn route_status(kind: Kind, route: &Generic, index: &Index, now: &str) -> Va
             format!("backend Service(s) not found: {}", missing.join(", ")),
         ),
     };
-    let invalid = l7::check(kind, route)
-        .err()
-        .map(|e| invalid_message(&e, kept_generation(kind, ns, name, index)));
+    let invalid = invalid.map(|e| invalid_message(e, kept_generation(kind, ns, name, index)));
     let parents: Vec<Value> = route
         .spec
         .get("parentRefs")
@@ -218,7 +223,8 @@ mod tests {
         else {
             panic!("route")
         };
-        route_status(kind, &r, &index, "2026-01-01T00:00:00Z")
+        let invalid = crate::translate::l7::check(kind, &r).err();
+        route_status(kind, &r, invalid.as_ref(), &index, "2026-01-01T00:00:00Z")
     }
 
     fn route(parent: &str, backend: &str) -> String {
