@@ -1,11 +1,13 @@
 //! Status of HTTPRoute / GRPCRoute objects, per parent (DESIGN.md 5): `Accepted` (the parent is a waypoint
 //! Gateway, or a Service that has a waypoint: without one no proxy applies L7 routes, which the condition says)
-//! and `ResolvedRefs` (every backend Service exists).
+//! and `ResolvedRefs` (every backend Service exists, every `ExtensionRef` filter names an HTTPFault waypoints
+//! have: `InvalidKind` for another kind, `FilterNotFound` for a missing or invalid one).
 //!
 //! A route the waypoint would reject (checked with its own code, `translate::l7::check`) is `Accepted=False`
 //! with the Gateway API reason `UnsupportedValue` on every parent, the message naming the field at fault and
 //! saying whether an earlier valid version stays in force (the one waypoints have: last good config kept).
 
+use mesh_api::l7::{FAULT_GROUP, FAULT_KIND};
 use serde_json::{Value, json};
 
 use crate::index::{Index, Resource, resource_name};
@@ -18,6 +20,9 @@ use crate::translate::waypoint::is_waypoint;
 pub const CONTROLLER_NAME: &str = "istio.io/mesh-controller";
 /// Gateway API reason of `Accepted=False` for a route with a value the implementation does not accept.
 pub const REASON_UNSUPPORTED_VALUE: &str = "UnsupportedValue";
+/// Reason of `ResolvedRefs=False` for an `ExtensionRef` to an HTTPFault waypoints do not have (missing, or
+/// invalid with no earlier valid version). Gateway API has no reason for filters; it allows others.
+pub const REASON_FILTER_NOT_FOUND: &str = "FilterNotFound";
 
 /// The status apply body of `route` (kind `HTTPRoute` or `GRPCRoute`) at time `now`; `invalid`: why the
 /// waypoint would reject it (`translate::l7::check`), if it would.
@@ -44,19 +49,42 @@ pub fn route_status(
         })
         .map(|(_, bns, bname)| format!("{}/{bname}", bns.as_deref().unwrap_or(ns)))
         .collect();
-    let resolved = match missing.is_empty() {
-        true => condition(
+    let (bad_kinds, bad_faults) = unresolved_filters(&route.spec, ns, index);
+    let resolved = if !bad_kinds.is_empty() {
+        condition(
             "ResolvedRefs",
-            true,
-            "ResolvedRefs",
-            "all backend Services exist".into(),
-        ),
-        false => condition(
+            false,
+            "InvalidKind",
+            format!(
+                "extensionRef filter(s) of a kind the waypoint does not support (requests they apply to are \
+                 answered 500): {}",
+                bad_kinds.join(", ")
+            ),
+        )
+    } else if !missing.is_empty() {
+        condition(
             "ResolvedRefs",
             false,
             "BackendNotFound",
             format!("backend Service(s) not found: {}", missing.join(", ")),
-        ),
+        )
+    } else if !bad_faults.is_empty() {
+        condition(
+            "ResolvedRefs",
+            false,
+            REASON_FILTER_NOT_FOUND,
+            format!(
+                "extensionRef filter(s) not resolved (requests they apply to are answered 500): {}",
+                bad_faults.join("; ")
+            ),
+        )
+    } else {
+        condition(
+            "ResolvedRefs",
+            true,
+            "ResolvedRefs",
+            "all backend Services and filters resolve".into(),
+        )
     };
     let invalid = invalid.map(|e| invalid_message(e, kept_generation(kind, ns, name, index)));
     let parents: Vec<Value> = route
@@ -166,6 +194,48 @@ fn accepted(p: &Value, route_ns: &str, index: &Index) -> (bool, &'static str, St
             format!("parent kind {other} is not supported"),
         ),
     }
+}
+
+/// The `ExtensionRef` filters of `spec` (rule and backend level) that waypoints cannot resolve: (unsupported
+/// `group/kind`s, HTTPFaults not sent with why). An HTTPFault resolves when waypoints have a version of it.
+fn unresolved_filters(spec: &Value, ns: &str, index: &Index) -> (Vec<String>, Vec<String>) {
+    let rules = spec
+        .get("rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    let lists = rules.flat_map(|r| {
+        let backends = r
+            .get("backendRefs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        std::iter::once(r.get("filters")).chain(backends.map(|b| b.get("filters")))
+    });
+    let refs = lists
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter(|f| f.get("type").and_then(Value::as_str) == Some("ExtensionRef"))
+        .filter_map(|f| f.get("extensionRef"));
+    let (mut kinds, mut faults) = (Vec::new(), Vec::new());
+    for r in refs {
+        let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (group, kind, name) = (text("group"), text("kind"), text("name"));
+        if group != FAULT_GROUP || kind != FAULT_KIND {
+            kinds.push(format!("{group}/{kind} {name}"));
+        } else if index
+            .resource(&resource_name(Kind::HttpFault, ns, name))
+            .is_none()
+        {
+            let why = match index.object(&ObjectKey::new(Kind::HttpFault, ns, name)) {
+                Some(_) => "is invalid (see its status)",
+                None => "does not exist",
+            };
+            faults.push(format!("{FAULT_KIND} {ns}/{name} {why}"));
+        }
+    }
+    (kinds, faults)
 }
 
 /// (kind, namespace, name) of every backendRef of every rule.
@@ -316,5 +386,44 @@ mod tests {
         // Fixed: accepted again.
         let fixed = status_after(&[&good, &bad, &versioned(3, "/v2/.*")]);
         assert_eq!(cond(&fixed, 0), ("True".into(), "Accepted".into()));
+    }
+
+    #[test]
+    fn extension_refs_must_name_an_httpfault_waypoints_have() {
+        let with_filter = |group: &str, kind: &str, name: &str| {
+            format!(
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: shop}}\n\
+                 spec: {{parentRefs: [{{name: wp}}], rules: [{{filters: [{{type: ExtensionRef, extensionRef: \
+                 {{group: {group}, kind: {kind}, name: {name}}}}}], backendRefs: [{{name: reviews, port: 80}}]}}]}}\n\
+                 ---\napiVersion: waypoint.mesh.io/v1alpha1\nkind: HTTPFault\nmetadata: {{name: good, namespace: shop}}\n\
+                 spec: {{abort: {{httpStatus: 503, percentage: 100}}}}\n---\napiVersion: waypoint.mesh.io/v1alpha1\n\
+                 kind: HTTPFault\nmetadata: {{name: bad, namespace: shop}}\nspec: {{abort: {{httpStatus: 42}}}}\n"
+            )
+        };
+        let ok = status(&with_filter("waypoint.mesh.io", "HTTPFault", "good"));
+        assert_eq!(cond(&ok, 1), ("True".into(), "ResolvedRefs".into()), "{ok}");
+        for (name, why) in [("bad", "is invalid"), ("nope", "does not exist")] {
+            let v = status(&with_filter("waypoint.mesh.io", "HTTPFault", name));
+            assert_eq!(
+                cond(&v, 1),
+                ("False".into(), REASON_FILTER_NOT_FOUND.into()),
+                "{v}"
+            );
+            let m = v["status"]["parents"][0]["conditions"][1]["message"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(m.contains(&format!("HTTPFault shop/{name} {why}")), "{m}");
+            assert_eq!(
+                cond(&v, 0),
+                ("True".into(), "Accepted".into()),
+                "the route itself is valid"
+            );
+        }
+        let other = status(&with_filter("example.com", "Thing", "t"));
+        assert_eq!(
+            cond(&other, 1),
+            ("False".into(), "InvalidKind".into()),
+            "{other}"
+        );
     }
 }
