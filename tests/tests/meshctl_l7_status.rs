@@ -3,7 +3,8 @@
 //! works; a bad-regex update of it is not sent to the waypoint (control checks it with the waypoint's own
 //! validator), so traffic keeps following the last valid version, `meshctl local get httproute` shows
 //! `Accepted=False UnsupportedValue` naming the field, and the waypoint still takes other changes (a new route
-//! on another Service takes effect meanwhile); the fixed version then takes effect and is Accepted.
+//! on another Service takes effect meanwhile; an invalid DestinationRule gets Istio's `validationMessages`); the
+//! fixed version then takes effect and is Accepted.
 
 #![allow(clippy::unwrap_used)]
 
@@ -185,6 +186,38 @@ fn a_bad_regex_update_keeps_the_last_valid_route_and_says_why_until_fixed() {
         || version("echo-v1").as_deref() == Some("v2"),
         logs,
     );
+    // An invalid DestinationRule is held back too, with Istio's validation message in its status.
+    c.apply(
+        "dr.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: echo, namespace: {NS}}}\n\
+             spec: {{host: echo, subsets: [{{labels: {{version: v1}}}}]}}\n"
+        ),
+    );
+    let dr = || -> Value {
+        let out = c.ok(&[
+            "local",
+            "get",
+            "destinationrule",
+            "echo",
+            "-n",
+            NS,
+            "-o",
+            "json",
+        ]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    wait_until(
+        "the DestinationRule's validation message",
+        || dr()["status"]["validationMessages"][0]["type"]["code"] == "IST0106",
+        || format!("{}\n{}", dr(), logs()),
+    );
+    let dr = dr();
+    let dr_msg = dr["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(dr_msg.contains("spec.subsets[0]"), "{dr}");
+    assert_eq!(dr["status"]["conditions"][0]["status"], "False", "{dr}");
+    assert_eq!(version("echo").as_deref(), Some("v2"));
+
     // The table and YAML views show the reason too.
     let table = c.ok(&["local", "get", "httproutes", "-n", NS]);
     let row = table
