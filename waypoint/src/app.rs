@@ -17,6 +17,7 @@ use crate::proxy::Proxy;
 use crate::server::{self, Server};
 use crate::state::{self, RouteFiles, State};
 use crate::upstream::Upstreams;
+use crate::workers::{self, Workers};
 
 /// Runs the waypoint until a signal or `/quitquitquit` drains it.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -39,9 +40,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new(&mut registry);
     let registry = Arc::new(registry);
     let my_ip = config.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let n_workers = match config.workers {
+        0 => workers::default_count(),
+        n => n,
+    };
+    let upstreams = Upstreams::new(certs.clone(), identity.clone(), my_ip, n_workers);
     let proxy = Arc::new(Proxy {
         state: state.clone(),
-        upstreams: Arc::new(Upstreams::new(certs.clone(), identity.clone(), my_ip)),
+        upstreams: Arc::new(upstreams),
         metrics,
         gateway: gateway.clone(),
         balancer: Default::default(),
@@ -74,8 +80,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin_l = admin::bind("admin", config.admin_addr).await?;
     let metrics_l = admin::bind("metrics", config.metrics_addr).await?;
     let ready_l = admin::bind("readiness", config.readiness_addr).await?;
-    let hbone_l = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let workers = Workers::start(n_workers).context("cannot start the data-path workers")?;
+    let hbone_ls = server::bind(config.listen, workers.handles())
         .with_context(|| format!("cannot bind the HBONE listener to {}", config.listen))?;
     let ready = Ready::new();
     tokio::spawn(admin::serve_admin(
@@ -93,9 +99,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ready.clone(),
         servers_stop.clone(),
     ));
-    tokio::spawn(server::run(hbone_l, server));
+    for (listener, worker) in hbone_ls.into_iter().zip(workers.handles()) {
+        worker.spawn(server::run(listener, server.clone()));
+    }
     ready.set_ready(true);
-    tracing::info!(identity = %identity, listen = %config.listen, "waypoint started");
+    tracing::info!(identity = %identity, listen = %config.listen, workers = n_workers, "waypoint started");
 
     wait_for_stop(&drain).await;
     ready.set_ready(false);
@@ -103,6 +111,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(period = ?config.drain, "draining");
     tokio::time::sleep(config.drain).await;
     servers_stop.cancel();
+    tokio::task::spawn_blocking(move || workers.shutdown())
+        .await
+        .context("stopping the data-path workers failed")?;
     tracing::info!("waypoint stopped");
     Ok(())
 }

@@ -138,7 +138,8 @@ pub struct Config {
     #[arg(long, env = "WAYPOINT_JWKS_CA")]
     pub jwks_ca: Option<PathBuf>,
 
-    /// Worker threads of the async runtime (0 = one per core).
+    /// Data-path workers: threads with their own runtime, HBONE listener and upstream pools
+    /// (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
 }

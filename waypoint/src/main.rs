@@ -4,10 +4,12 @@ use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
     let config = waypoint::config::Config::parse();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all().thread_name("waypoint-worker");
-    if config.workers > 0 {
-        rt.worker_threads(config.workers);
-    }
-    rt.build()?.block_on(waypoint::app::run(config))
+    // The control side (config, certificates, admin, metrics); requests are served by the
+    // data-path workers (`waypoint::workers`), each on its own single-threaded runtime.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("waypoint-main")
+        .build()?
+        .block_on(waypoint::app::run(config))
 }

@@ -7,6 +7,7 @@ mod h1guard;
 mod tcp;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use http::StatusCode;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use mesh_identity::SpiffeId;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use ztunnel::identity::CertManager;
 
@@ -48,6 +50,32 @@ pub struct Server {
     pub serve: hbone::ServeOptions,
     /// Cancelled to drain.
     pub drain: CancellationToken,
+}
+
+/// Pending connections each HBONE listener queues.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// One HBONE listener on `addr` per worker runtime of `workers` (`SO_REUSEPORT`: the kernel
+/// spreads connections over them), each registered with its worker. With port 0 the first
+/// listener picks the port and the others share it.
+pub fn bind(addr: SocketAddr, workers: &[Handle]) -> std::io::Result<Vec<TcpListener>> {
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(workers.len());
+    for worker in workers {
+        let _in_worker = worker.enter();
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(LISTEN_BACKLOG)?;
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 /// Accepts HBONE connections on `listener` until `drain` fires.

@@ -1,6 +1,10 @@
 //! Connections to the chosen endpoints: HBONE tunnels (the waypoint's own identity, pooled HTTP/2
 //! connections to each node's ztunnel) for mesh workloads, plain TCP for workloads outside the
 //! mesh; and HTTP/1.1 and HTTP/2 client connections over them, kept for reuse per endpoint.
+//!
+//! Every data-path worker has its own pools (HBONE connections, idle HTTP/1.1 and HTTP/2
+//! connections): a request is sent over connections driven by the thread that serves it, so no
+//! step of it wakes another thread.
 
 mod connector;
 pub mod io;
@@ -89,26 +93,39 @@ pub enum Version {
 /// An idle HTTP/1.1 connection and when it was last used.
 type IdleH1 = (http1::SendRequest<Body>, Instant);
 
-/// Pools of upstream connections.
-pub struct Upstreams {
+/// The connection pools of one data-path worker.
+struct Pools {
     hbone: hbone::Pool,
-    me: SpiffeId,
-    my_ip: IpAddr,
     h1: Mutex<HashMap<Endpoint, Vec<IdleH1>>>,
     h2: Mutex<HashMap<Endpoint, http2::SendRequest<Body>>>,
 }
 
+/// Pools of upstream connections, one set per data-path worker.
+pub struct Upstreams {
+    pools: Vec<Pools>,
+    me: SpiffeId,
+    my_ip: IpAddr,
+}
+
 impl Upstreams {
-    /// Pools presenting identity `me` (certificates from `certs`) from address `my_ip`.
-    pub fn new(certs: Arc<CertManager>, me: SpiffeId, my_ip: IpAddr) -> Self {
+    /// Pools presenting identity `me` (certificates from `certs`) from address `my_ip`, one set
+    /// for each of `workers` data-path workers (at least one).
+    pub fn new(certs: Arc<CertManager>, me: SpiffeId, my_ip: IpAddr, workers: usize) -> Self {
         let connector = Arc::new(WaypointConnector::new(certs));
-        Self {
-            hbone: hbone::Pool::new(connector, hbone::PoolConfig::default()),
-            me,
-            my_ip,
-            h1: Mutex::default(),
-            h2: Mutex::default(),
-        }
+        let pools = (0..workers.max(1))
+            .map(|_| Pools {
+                hbone: hbone::Pool::new(connector.clone(), hbone::PoolConfig::default()),
+                h1: Mutex::default(),
+                h2: Mutex::default(),
+            })
+            .collect();
+        Self { pools, me, my_ip }
+    }
+
+    /// The pools of the worker running the caller (the first set outside the workers).
+    fn pools(&self) -> &Pools {
+        let i = crate::workers::current() % self.pools.len().max(1);
+        &self.pools[i]
     }
 
     /// Opens a byte stream to `ep`: an HBONE tunnel or a TCP connection.
@@ -123,6 +140,7 @@ impl Upstreams {
                 };
                 let req = hbone::TunnelRequest::new(ep.addr);
                 let s = self
+                    .pools()
                     .hbone
                     .connect(&key, &req)
                     .await
@@ -193,7 +211,7 @@ impl Upstreams {
     }
 
     fn take_idle_h1(&self, ep: &Endpoint) -> Option<http1::SendRequest<Body>> {
-        let mut map = lock(&self.h1);
+        let mut map = lock(&self.pools().h1);
         let list = map.get_mut(ep)?;
         let now = Instant::now();
         list.retain(|(s, used)| !s.is_closed() && now.duration_since(*used) < IDLE_TIMEOUT);
@@ -202,7 +220,7 @@ impl Upstreams {
     }
 
     fn put_idle_h1(&self, ep: &Endpoint, sender: http1::SendRequest<Body>) {
-        let mut map = lock(&self.h1);
+        let mut map = lock(&self.pools().h1);
         let list = map.entry(ep.clone()).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push((sender, Instant::now()));
@@ -214,7 +232,10 @@ impl Upstreams {
         ep: &Endpoint,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let existing = lock(&self.h2).get(ep).filter(|s| !s.is_closed()).cloned();
+        let existing = lock(&self.pools().h2)
+            .get(ep)
+            .filter(|s| !s.is_closed())
+            .cloned();
         let mut sender = match existing {
             Some(s) => s,
             None => {
@@ -228,7 +249,7 @@ impl Upstreams {
                         tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
                     }
                 });
-                lock(&self.h2).insert(ep.clone(), sender.clone());
+                lock(&self.pools().h2).insert(ep.clone(), sender.clone());
                 sender
             }
         };
