@@ -17,8 +17,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Buffer size of a new connection.
 pub const INITIAL_CAPACITY: usize = 8 * 1024;
-/// Largest buffer: one read of this size replaces 16 of rustls's 4 KiB reads.
-pub const MAX_CAPACITY: usize = 64 * 1024;
+/// Largest buffer: one read of this size replaces 64 of rustls's 4 KiB reads, and matches the
+/// relay's largest socket read, so that a bulk tunnel makes one read per write of its peer.
+pub const MAX_CAPACITY: usize = 256 * 1024;
 
 /// A transport whose reads are buffered; see the module documentation.
 #[derive(Debug)]
@@ -130,7 +131,7 @@ mod tests {
     #[tokio::test]
     async fn small_reads_are_served_from_one_large_read() {
         let (mut a, b) = tokio::io::duplex(1 << 20);
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
         a.write_all(&data).await.unwrap();
         drop(a);
         let mut r = ReadBuffered::new(b);

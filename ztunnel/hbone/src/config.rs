@@ -16,6 +16,10 @@ pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1000;
 /// Bytes h2 may hold queued per stream before the writer is made to wait. Together with the
 /// peer's window this bounds the memory of a tunnel whose reader stopped reading.
 pub const DEFAULT_MAX_SEND_BUFFER: usize = 1024 * 1024;
+/// Encrypted bytes rustls may queue before a write waits for the socket. rustls's default (64 KiB)
+/// made a bulk tunnel issue one `writev` per 64 KiB although the relay hands h2 up to 256 KiB at
+/// a time; each system call and each wake-up of the peer costs more than the bytes it moves.
+pub const TLS_WRITE_BUFFER: usize = 256 * 1024;
 /// How long the TLS + HTTP/2 handshake of a new connection may take.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 

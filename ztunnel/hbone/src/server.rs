@@ -211,6 +211,10 @@ pub async fn accept_tls(
             peer: peer_addr,
             source,
         })?;
+    let mut tls = tls;
+    tls.get_mut()
+        .1
+        .set_buffer_limit(Some(crate::config::TLS_WRITE_BUFFER));
     let certs = tls.get_ref().1.peer_certificates().unwrap_or(&[]);
     let peer_identity =
         mesh_identity::tls::peer_identity(certs).map_err(|source| ServeError::PeerIdentity {

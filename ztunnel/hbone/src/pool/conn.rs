@@ -157,6 +157,10 @@ pub(crate) async fn dial(
             .connect(server_name, crate::ReadBuffered::new(tcp))
             .await
             .map_err(|source| DialError::Tls { dst, source })?;
+        let mut tls = tls;
+        tls.get_mut()
+            .1
+            .set_buffer_limit(Some(crate::config::TLS_WRITE_BUFFER));
         crate::client::handshake(tls, &inner.cfg.h2)
             .await
             .map_err(|source| DialError::H2Handshake { dst, source })
