@@ -19,7 +19,7 @@ use clap::Parser;
 
 pub use env::BenchEnv;
 pub use measure::{Results, Settings};
-pub use variant::{Direct, Variant, Waypoint, Ztunnel, all_variants};
+pub use variant::{Direct, Relay, Variant, Waypoint, Ztunnel, all_variants};
 
 /// First argument that makes the binary act as `mesh-testapp` (used inside the pods).
 pub const TESTAPP_SUBCOMMAND: &str = "testapp";

@@ -6,11 +6,13 @@
 //! namespaces), and add it to [`all_variants`]. The first variant is the baseline of the
 //! ratios in the report.
 
+mod relay;
 mod waypoint;
 mod ztunnel;
 
 use std::net::SocketAddr;
 
+pub use relay::Relay;
 pub use waypoint::{WAYPOINT_BIN_ENV, Waypoint, locate_waypoint};
 pub use ztunnel::{MIN_TUNNELLED, ZTUNNEL_BIN_ENV, Ztunnel, locate_binary};
 
@@ -70,6 +72,7 @@ impl Variant for Direct {
 pub fn all_variants() -> Vec<Box<dyn Variant>> {
     vec![
         Box::new(Direct),
+        Box::new(Relay::default()),
         Box::new(Ztunnel::default()),
         Box::new(Waypoint::default()),
     ]

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use super::{ConnRateOptions, SendOptions, ServeOptions, Server, banner_name, connrate, send};
+use super::{
+    ConnRateOptions, Route, SendOptions, ServeOptions, Server, banner_name, connrate, relay, send,
+};
 
 /// The prefix of the line `serve` prints when it is ready.
 pub const READY_LINE: &str = "listening on";
@@ -72,6 +74,15 @@ enum Cmd {
         /// Deadline of one connection.
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
+    },
+    /// Plain TCP relay (no TLS): every `--route LISTEN=TO` accepts on LISTEN and copies to TO.
+    Relay {
+        /// `LISTEN=TO` address pairs.
+        #[arg(long = "route", required = true)]
+        routes: Vec<Route>,
+        /// Runtime worker threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
     },
 }
 
@@ -152,6 +163,21 @@ where
             });
             println!("{}", report.to_json());
             ExitCode::SUCCESS
+        }
+        Cmd::Relay { routes, workers } => {
+            let ready = |addrs: &[SocketAddr]| {
+                for a in addrs {
+                    println!("{READY_LINE} {a}");
+                }
+                let _ = std::io::stdout().flush();
+            };
+            match relay(&routes, workers, ready) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mesh-testapp relay: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
     }
 }
