@@ -3,8 +3,13 @@
 //! claims to authorization and copy claims into headers. JWKS documents given by URL are fetched
 //! (`http://` or `https://`, verified against the system roots plus `--jwks-ca`), cached for
 //! [`JWKS_TTL`] and kept when a refresh fails.
+//!
+//! Signatures are checked by the rustls crypto provider (BoringSSL in the `fips` build), see
+//! [`crypto`]; which token algorithms and keys go together is decided in [`policy`].
 
+mod crypto;
 mod fetch;
+mod policy;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -92,6 +97,7 @@ impl Authenticator {
             jwks_ca,
             ..Self::default()
         };
+        crypto::install()?;
         if me.jwks_ca.is_some() {
             me.tls_config()?;
         }
@@ -142,6 +148,8 @@ impl Authenticator {
     }
 
     async fn verify(&self, rule: &JwtRule, token: &str) -> Result<serde_json::Value, String> {
+        crypto::install()?;
+        let alg = policy::token_algorithm(token)?;
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         let keys = self.keys(&rule.jwks).await?;
@@ -155,7 +163,7 @@ impl Authenticator {
                 rule.issuer
             ));
         }
-        let mut v = Validation::new(header.alg);
+        let mut v = Validation::new(alg);
         v.set_issuer(&[&rule.issuer]);
         v.leeway = LEEWAY_SECS;
         v.required_spec_claims = ["iss".to_owned()].into_iter().collect();
@@ -164,21 +172,25 @@ impl Authenticator {
         } else {
             v.set_audience(&rule.audiences);
         }
-        let mut last = String::new();
-        for jwk in candidates {
-            let key = match DecodingKey::from_jwk(jwk) {
-                Ok(k) => k,
-                Err(e) => {
-                    last = e.to_string();
-                    continue;
-                }
-            };
-            match jsonwebtoken::decode::<serde_json::Value>(token, &key, &v) {
+        let mut errors = Vec::new();
+        for (i, jwk) in candidates.into_iter().enumerate() {
+            let name = jwk
+                .common
+                .key_id
+                .as_ref()
+                .map_or_else(|| format!("#{i}"), |k| format!("{k:?}"));
+            let checked = policy::key_fits(jwk, alg)
+                .and_then(|()| DecodingKey::from_jwk(jwk).map_err(|e| e.to_string()))
+                .and_then(|key| {
+                    jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
+                        .map_err(|e| e.to_string())
+                });
+            match checked {
                 Ok(data) => return Ok(data.claims),
-                Err(e) => last = e.to_string(),
+                Err(e) => errors.push(format!("key {name}: {e}")),
             }
         }
-        Err(last)
+        Err(errors.join(", "))
     }
 
     /// Authenticates the request against `rules`: `Ok(None)` without a token, `Err(reason)` when
@@ -230,3 +242,7 @@ impl Authenticator {
 #[cfg(test)]
 #[path = "authn/tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "authn/alg_tests.rs"]
+mod alg_tests;
