@@ -58,8 +58,13 @@ impl ConnectBuilder {
     /// Creates and configures the socket in the calling thread's network namespace.
     pub fn build(&self) -> Result<Socket, SocketError> {
         let addr = self.target;
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .map_err(|err| SocketError::Create { addr, err })?;
+        // Non-blocking from the start (SOCK_NONBLOCK): no fcntl round trips per connection.
+        let socket = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.nonblocking(),
+            Some(Protocol::TCP),
+        )
+        .map_err(|err| SocketError::Create { addr, err })?;
         if let Some(mark) = self.mark {
             socket.set_mark(mark).map_err(opt_err("SO_MARK", addr))?;
         }
@@ -80,9 +85,6 @@ impl ConnectBuilder {
                 .bind(&source.into())
                 .map_err(|err| SocketError::Bind { addr: source, err })?;
         }
-        socket
-            .set_nonblocking(true)
-            .map_err(opt_err("O_NONBLOCK", addr))?;
         Ok(socket)
     }
 }
