@@ -2,6 +2,7 @@
 //! tunnel.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything the access log says about one finished request.
@@ -10,7 +11,7 @@ pub struct RequestLog {
     /// Original client address.
     pub src_addr: Option<SocketAddr>,
     /// Client identity (verified by mTLS).
-    pub src_identity: Option<String>,
+    pub src_identity: Option<Arc<str>>,
     /// CONNECT authority (service VIP:port or workload address).
     pub dst_addr: Option<SocketAddr>,
     /// Destination service FQDN.
@@ -34,7 +35,7 @@ pub struct RequestLog {
     /// gRPC status, for gRPC calls.
     pub grpc_status: Option<String>,
     /// Envoy-style response flags.
-    pub flags: String,
+    pub flags: &'static str,
     /// Attempts made upstream (retries + 1).
     pub attempts: u32,
     /// Request body bytes.

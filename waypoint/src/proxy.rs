@@ -54,16 +54,34 @@ pub struct Proxy {
 }
 
 /// What one tunnel carries: who sent it and where to.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Downstream {
     /// The client's identity (its mTLS certificate).
     pub peer: SpiffeId,
+    /// `peer` as text (`spiffe://...`), for the access log.
+    pub peer_text: Arc<str>,
     /// The original client address (`forwarded`, else the peer).
     pub client: SocketAddr,
     /// The CONNECT authority.
     pub authority: SocketAddr,
     /// What the authority is.
     pub target: Target,
+    /// Metric series of the tunnel's recent requests (see [`finish`]).
+    series: std::sync::Mutex<Vec<finish::CachedSeries>>,
+}
+
+impl Downstream {
+    /// A tunnel from `peer` (original client `client`) to `authority`, resolved to `target`.
+    pub fn new(peer: SpiffeId, client: SocketAddr, authority: SocketAddr, target: Target) -> Self {
+        Self {
+            peer_text: peer.to_string().into(),
+            peer,
+            client,
+            authority,
+            target,
+            series: Default::default(),
+        }
+    }
 }
 
 /// Per-request bookkeeping finished when the response body ends.
@@ -87,7 +105,7 @@ impl Proxy {
         let trace = trace::Trace::apply(&mut parts.headers);
         let mut log = RequestLog {
             src_addr: Some(down.client),
-            src_identity: Some(down.peer.to_string()),
+            src_identity: Some(down.peer_text.clone()),
             dst_addr: Some(down.authority),
             method: parts.method.to_string(),
             path: parts

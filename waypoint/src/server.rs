@@ -160,12 +160,12 @@ impl Server {
                 }
             },
         };
-        let down = Arc::new(Downstream {
-            peer: req.conn.peer_identity.clone(),
-            client: req.forwarded_for.unwrap_or(req.conn.peer_addr),
-            authority: req.authority,
+        let down = Arc::new(Downstream::new(
+            req.conn.peer_identity.clone(),
+            req.forwarded_for.unwrap_or(req.conn.peer_addr),
+            req.authority,
             target,
-        });
+        ));
         let io = Prefixed::new(prefix, stream);
         match detected {
             Detected::Http => self.serve_http(down, io).await,

@@ -2,12 +2,15 @@
 //! (`traceparent`: the trace id is kept, each hop gets a new span id whose parent is the caller's).
 
 use http::HeaderValue;
-use http::header::HeaderMap;
+use http::header::{HeaderMap, HeaderName};
 
 /// `x-request-id`.
 pub const REQUEST_ID: &str = "x-request-id";
 /// W3C `traceparent`.
 pub const TRACEPARENT: &str = "traceparent";
+/// The same names, parsed once.
+const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
+const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
 
 /// The trace context of one request as the waypoint forwards it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +27,20 @@ pub struct Trace {
     pub flags: String,
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `bytes` as lower-case hex digits (no per-digit formatting: this runs per request).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
@@ -39,15 +54,17 @@ pub fn uuid_v4() -> String {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    let mut s = String::with_capacity(36);
+    for (i, group) in [&b[..4], &b[4..6], &b[6..8], &b[8..10], &b[10..]]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            s.push('-');
+        }
+        push_hex(&mut s, group);
+    }
+    s
 }
 
 /// Parses `traceparent` (`00-<trace>-<parent>-<flags>`); `None` when absent or malformed
@@ -68,14 +85,15 @@ fn parse_traceparent(v: &str) -> Option<(String, String, String)> {
 impl Trace {
     /// Reads the incoming headers and writes the outgoing `x-request-id` and `traceparent`.
     pub fn apply(headers: &mut HeaderMap) -> Self {
-        let request_id = headers
-            .get(REQUEST_ID)
+        let kept = headers
+            .get(&REQUEST_ID_NAME)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-            .unwrap_or_else(uuid_v4);
+            .map(str::to_owned);
+        let new_id = kept.is_none();
+        let request_id = kept.unwrap_or_else(uuid_v4);
         let incoming = headers
-            .get(TRACEPARENT)
+            .get(&TRACEPARENT_NAME)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent);
         let span_id = hex(&rand::random::<[u8; 8]>());
@@ -90,18 +108,22 @@ impl Trace {
             parent_id,
             flags,
         };
-        if let Ok(v) = HeaderValue::from_str(&t.request_id) {
-            headers.insert(REQUEST_ID, v);
+        if new_id && let Ok(v) = HeaderValue::from_str(&t.request_id) {
+            headers.insert(REQUEST_ID_NAME, v);
         }
         if let Ok(v) = HeaderValue::from_str(&t.traceparent()) {
-            headers.insert(TRACEPARENT, v);
+            headers.insert(TRACEPARENT_NAME, v);
         }
         t
     }
 
     /// The `traceparent` sent upstream.
     pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+        let mut s = String::with_capacity(55);
+        for part in ["00-", &self.trace_id, "-", &self.span_id, "-", &self.flags] {
+            s.push_str(part);
+        }
+        s
     }
 }
 
@@ -139,5 +161,12 @@ mod tests {
         let id = h[REQUEST_ID].to_str().unwrap();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4", "UUID version 4: {id}");
+        let groups: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+        assert!(
+            id.bytes()
+                .all(|b| b == b'-' || is_hex(&(b as char).to_string(), 1))
+        );
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 }
