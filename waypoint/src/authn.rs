@@ -166,6 +166,7 @@ impl Authenticator {
         let mut v = Validation::new(alg);
         v.set_issuer(&[&rule.issuer]);
         v.leeway = LEEWAY_SECS;
+        v.validate_nbf = true;
         v.required_spec_claims = ["iss".to_owned()].into_iter().collect();
         if rule.audiences.is_empty() {
             v.validate_aud = false;

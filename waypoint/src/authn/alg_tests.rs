@@ -315,5 +315,8 @@ fn jsonwebtoken_has_no_crypto_but_the_rustls_provider() {
                 .any(|p| std::ptr::addr_eq(*p, a)),
             "{alg:?}"
         );
+        // The fips build's verifiers are BoringSSL's.
+        let boring = format!("{a:?}").contains("Boring");
+        assert_eq!(boring, cfg!(feature = "fips"), "{alg:?}: {a:?}");
     }
 }

@@ -204,6 +204,14 @@ async fn no_token_passes_and_bad_tokens_fail() {
                 serde_json::json!({"iss": "https://issuer.example", "sub": "a", "aud": "other", "exp": now() + 600}),
             ),
         ),
+        (
+            "not yet valid",
+            token(
+                &key,
+                "k1",
+                serde_json::json!({"iss": "https://issuer.example", "sub": "a", "aud": "echo", "nbf": now() + 3600}),
+            ),
+        ),
         ("foreign key", token(&other_key, "k1", good.clone())),
         ("unknown kid", token(&key, "k2", good.clone())),
         (
