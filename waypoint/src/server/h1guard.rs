@@ -38,6 +38,8 @@ pub struct H1Guard<S> {
     state: State,
     /// Bytes to hand out before reading more (a released head, or the poison).
     pending: Vec<u8>,
+    /// How many of `pending` were handed out already.
+    sent: usize,
 }
 
 /// What a complete head says about its body.
@@ -85,6 +87,7 @@ impl<S> H1Guard<S> {
             inner,
             state: State::Head(Vec::new()),
             pending: Vec::new(),
+            sent: 0,
         }
     }
 
@@ -182,6 +185,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Bytes read from the client per call.
+const READ_CHUNK: usize = 16 * 1024;
+
 impl<S: AsyncRead + Unpin> AsyncRead for H1Guard<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -190,19 +196,31 @@ impl<S: AsyncRead + Unpin> AsyncRead for H1Guard<S> {
     ) -> Poll<io::Result<()>> {
         let me = self.get_mut();
         loop {
-            if !me.pending.is_empty() {
-                let n = me.pending.len().min(buf.remaining());
-                buf.put_slice(&me.pending[..n]);
-                me.pending.drain(..n);
+            if me.sent < me.pending.len() {
+                let rest = &me.pending[me.sent..];
+                let n = rest.len().min(buf.remaining());
+                buf.put_slice(&rest[..n]);
+                me.sent += n;
+                if me.sent == me.pending.len() {
+                    me.pending.clear();
+                    me.sent = 0;
+                }
                 return Poll::Ready(Ok(()));
             }
-            let mut tmp = [0u8; 16 * 1024];
-            let mut rb = ReadBuf::new(&mut tmp);
+            if matches!(me.state, State::Off) {
+                // No longer inspecting: straight into the caller's buffer.
+                return Pin::new(&mut me.inner).poll_read(cx, buf);
+            }
+            // Not zeroed: the inner stream initialises what it fills (a zeroed 16 KiB buffer
+            // per read was a quarter of the waypoint's instructions per request).
+            let mut tmp = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut rb = ReadBuf::uninit(&mut tmp);
             match Pin::new(&mut me.inner).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) if rb.filled().is_empty() => {
                     // EOF: release a partial head so hyper sees what the client sent.
                     if let State::Head(h) = &mut me.state {
                         me.pending = std::mem::take(h);
+                        me.sent = 0;
                         me.state = State::Off;
                         if !me.pending.is_empty() {
                             continue;
@@ -212,6 +230,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for H1Guard<S> {
                 }
                 Poll::Ready(Ok(())) => {
                     me.pending = me.feed(rb.filled());
+                    me.sent = 0;
                     // Nothing released yet (a head still incomplete): read more.
                 }
                 other => return other,
@@ -264,6 +283,40 @@ mod tests {
         // Equal repeated lengths are fine.
         let same = b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab";
         assert_eq!(run(&[same]), same.to_vec());
+    }
+
+    async fn read_through(chunks: &[&[u8]]) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        for c in chunks {
+            client.write_all(c).await.unwrap();
+        }
+        drop(client);
+        let mut out = Vec::new();
+        H1Guard::new(server).read_to_end(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn reading_through_the_guard_passes_requests_and_poisons_smuggling() {
+        let stream: &[u8] =
+            b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\n\r\n";
+        assert_eq!(read_through(&[stream]).await, stream);
+        let big = [b'x'; 40 * 1024];
+        let head = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", big.len());
+        let got = read_through(&[head.as_bytes(), &big]).await;
+        assert_eq!(got.len(), head.len() + big.len());
+        assert!(got.ends_with(&big));
+        let smuggle: &[u8] =
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(read_through(&[smuggle]).await, POISON);
+        // After the HTTP/2 preface the guard stops inspecting; later bytes pass as they are.
+        let preface: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        let frames = [0u8, 0, 4, 1, 0];
+        let got = read_through(&[preface, &frames]).await;
+        assert_eq!(got, [preface, &frames[..]].concat());
+        // A partial head at EOF is released as it is.
+        assert_eq!(read_through(&[b"GET / HT"]).await, b"GET / HT");
     }
 
     #[test]
