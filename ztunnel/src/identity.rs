@@ -1,14 +1,26 @@
 //! Workload certificates for the identities of pods on this node, and the TLS configs built from them.
 //!
-//! Certificates come from a [`CertSource`]: today a CA file (testing mode), later control's CA. Each identity's
-//! certificate is renewed at half its lifetime; on a renewal failure the old one is kept while still valid.
+//! Certificates come from a [`CertSource`]: control's CA, or a CA file in testing mode. Each identity's
+//! certificate is renewed at half its lifetime, in the background: a connection never waits for a renewal
+//! (it keeps using the current certificate, valid for the other half), and on a renewal failure the old one
+//! is kept while still valid. Only an identity with no usable certificate makes a caller wait, and
+//! [`CertManager::ready`] does that without blocking the thread, one request per identity however many
+//! connections wait for it, so a data-path worker keeps serving its other connections meanwhile.
+
+mod source;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use mesh_identity::tls::{self, ServerIdentity};
-use mesh_identity::{CertificateAuthority, SpiffeId, TrustBundle, WorkloadCert};
+use mesh_identity::{SpiffeId, WorkloadCert};
+
+pub use source::{CertSource, ControlCa, LocalCa};
 
 /// Errors obtaining a certificate or TLS config.
 #[derive(Debug, thiserror::Error)]
@@ -21,82 +33,6 @@ pub enum IdentityError {
     Tls(SpiffeId, Box<mesh_identity::Error>),
 }
 
-/// Where workload certificates come from.
-pub trait CertSource: Send + Sync + 'static {
-    /// Issues a fresh certificate for `id`.
-    fn issue(&self, id: &SpiffeId) -> Result<WorkloadCert, String>;
-    /// The roots peers must chain to.
-    fn bundle(&self) -> TrustBundle;
-}
-
-/// Testing mode: ztunnel signs its own leaves with a CA key it was given.
-pub struct LocalCa {
-    ca: CertificateAuthority,
-    lifetime: Duration,
-}
-
-impl LocalCa {
-    /// A source signing leaves of `lifetime` with `ca`.
-    pub fn new(ca: CertificateAuthority, lifetime: Duration) -> Self {
-        Self { ca, lifetime }
-    }
-}
-
-impl CertSource for LocalCa {
-    fn issue(&self, id: &SpiffeId) -> Result<WorkloadCert, String> {
-        self.ca.issue(id, self.lifetime).map_err(|e| e.to_string())
-    }
-    fn bundle(&self) -> TrustBundle {
-        self.ca.bundle()
-    }
-}
-
-/// Certificates from control's CA (the key never leaves ztunnel). [`CertSource::issue`] is synchronous: it blocks
-/// the calling worker thread (`block_in_place`) while control signs, which needs the multi-threaded runtime.
-pub struct ControlCa {
-    client: mesh_xds::ca::CaClient,
-    roots: Mutex<TrustBundle>,
-    handle: tokio::runtime::Handle,
-}
-
-impl ControlCa {
-    /// A source asking control through `client`; `roots` until control sends its own.
-    pub fn new(
-        client: mesh_xds::ca::CaClient,
-        roots: TrustBundle,
-        handle: tokio::runtime::Handle,
-    ) -> Self {
-        Self {
-            client,
-            roots: Mutex::new(roots),
-            handle,
-        }
-    }
-}
-
-impl CertSource for ControlCa {
-    fn issue(&self, id: &SpiffeId) -> Result<WorkloadCert, String> {
-        let sign = || self.handle.block_on(self.client.sign(id));
-        // On a multi-thread runtime the worker may block in place; a current-thread runtime
-        // (a data-path worker) cannot, so the call waits on a helper thread instead.
-        let result = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(sign).map_err(|e| e.to_string())
-            }
-            Ok(_) => std::thread::scope(|s| s.spawn(sign).join())
-                .map_err(|_| "the certificate request panicked".to_string())
-                .and_then(|r| r.map_err(|e| e.to_string())),
-            Err(_) => sign().map_err(|e| e.to_string()),
-        };
-        let (cert, roots) = result?;
-        *self.roots.lock().unwrap_or_else(|p| p.into_inner()) = roots;
-        Ok(cert)
-    }
-    fn bundle(&self) -> TrustBundle {
-        self.roots.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
 #[derive(Clone)]
 struct Entry {
     cert: WorkloadCert,
@@ -104,72 +40,90 @@ struct Entry {
     client_any: Arc<rustls::ClientConfig>,
 }
 
+/// A certificate request in flight, shared by everyone waiting for that identity.
+type Fetch = Shared<BoxFuture<'static, Result<(), String>>>;
+
 /// Caches one certificate (and its TLS configs) per identity.
 pub struct CertManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     source: Arc<dyn CertSource>,
     entries: Mutex<HashMap<SpiffeId, Entry>>,
     clients: Mutex<HashMap<(SpiffeId, SpiffeId), Arc<rustls::ClientConfig>>>,
+    inflight: Mutex<HashMap<SpiffeId, Fetch>>,
+    /// Where requests run: the runtime that created the manager (the control side), if any.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// What the cache holds for an identity at one moment.
+enum Cached {
+    Fresh(Entry),
+    /// Past half its lifetime but still valid: used while a renewal runs.
+    Renewable(Entry),
+    Missing,
 }
 
 impl CertManager {
-    /// A manager drawing certificates from `source`.
+    /// A manager drawing certificates from `source`. Requests run on the runtime that calls `new` when
+    /// there is one (the proxies create the manager on their control-side runtime), else on the caller's.
     pub fn new(source: Arc<dyn CertSource>) -> Self {
         Self {
-            source,
-            entries: Mutex::default(),
-            clients: Mutex::default(),
+            inner: Arc::new(Inner {
+                source,
+                entries: Mutex::default(),
+                clients: Mutex::default(),
+                inflight: Mutex::default(),
+                runtime: tokio::runtime::Handle::try_current().ok(),
+            }),
+        }
+    }
+
+    /// Waits until `id` has a usable certificate without blocking the thread: at once when one is cached
+    /// (starting the renewal it may need in the background), else for the one request in flight for it.
+    pub async fn ready(&self, id: &SpiffeId) -> Result<(), IdentityError> {
+        match self.inner.cached(id) {
+            Cached::Fresh(_) => Ok(()),
+            Cached::Renewable(_) => {
+                drop(Inner::fetch(&self.inner, id));
+                Ok(())
+            }
+            Cached::Missing => Inner::fetch(&self.inner, id)
+                .await
+                .map_err(|e| IdentityError::Issue(id.clone(), e)),
         }
     }
 
     fn entry(&self, id: &SpiffeId) -> Result<Entry, IdentityError> {
-        let now = SystemTime::now();
-        let cached = self.lock_entries().get(id).cloned();
-        if let Some(e) = &cached
-            && !needs_renewal(&e.cert, now)
-        {
-            return Ok(e.clone());
-        }
-        match self.build(id) {
-            Ok(fresh) => {
-                self.lock_entries().insert(id.clone(), fresh.clone());
-                self.lock_clients().retain(|(src, _), _| src != id);
+        match self.inner.cached(id) {
+            Cached::Fresh(e) => Ok(e),
+            Cached::Renewable(e) => {
+                drop(Inner::fetch(&self.inner, id));
+                Ok(e)
+            }
+            // A caller that did not await `ready` first (none on the proxies' data paths) waits here.
+            Cached::Missing => {
+                let cert = self
+                    .inner
+                    .source
+                    .issue(id)
+                    .map_err(|e| IdentityError::Issue(id.clone(), e))?;
+                let fresh = self.inner.build(id, cert)?;
+                self.inner.store(id, fresh.clone());
                 Ok(fresh)
             }
-            // Keep serving with the old certificate while it is still valid.
-            Err(e) => match cached {
-                Some(old) if old.cert.not_after() > now => {
-                    tracing::warn!(identity = %id, error = %e, "certificate renewal failed, keeping the old one");
-                    Ok(old)
-                }
-                _ => Err(e),
-            },
         }
     }
 
-    fn build(&self, id: &SpiffeId) -> Result<Entry, IdentityError> {
-        let cert = self
-            .source
-            .issue(id)
-            .map_err(|e| IdentityError::Issue(id.clone(), e))?;
-        let bundle = self.source.bundle();
-        let server = tls::server_config(&cert, &bundle)
-            .map_err(|e| IdentityError::Tls(id.clone(), Box::new(e)))?;
-        let client_any = tls::client_config(&cert, &bundle, ServerIdentity::AnyInTrustDomain)
-            .map_err(|e| IdentityError::Tls(id.clone(), Box::new(e)))?;
-        Ok(Entry {
-            cert,
-            server,
-            client_any,
-        })
-    }
-
-    /// Server config presenting `id`'s certificate (inbound HBONE of a pod with that identity).
+    /// Server config presenting `id`'s certificate (inbound HBONE of a pod with that identity). Await
+    /// [`CertManager::ready`] first on an async path: without a cached certificate this call blocks.
     pub fn server_config(&self, id: &SpiffeId) -> Result<Arc<rustls::ServerConfig>, IdentityError> {
         Ok(self.entry(id)?.server)
     }
 
     /// Client config presenting `src` and accepting only a server proving `dst` (or any identity of the
-    /// trust domain when `dst` is `None`).
+    /// trust domain when `dst` is `None`). Like [`CertManager::server_config`], await `ready(src)` first.
     pub fn client_config(
         &self,
         src: &SpiffeId,
@@ -180,22 +134,22 @@ impl CertManager {
             return Ok(entry.client_any);
         };
         let key = (src.clone(), dst.clone());
-        if let Some(c) = self.lock_clients().get(&key) {
+        if let Some(c) = self.inner.lock_clients().get(&key) {
             return Ok(c.clone());
         }
         let config = tls::client_config(
             &entry.cert,
-            &self.source.bundle(),
+            &self.inner.source.bundle(),
             ServerIdentity::OneOf(vec![dst.clone()]),
         )
         .map_err(|e| IdentityError::Tls(src.clone(), Box::new(e)))?;
-        self.lock_clients().insert(key, config.clone());
+        self.inner.lock_clients().insert(key, config.clone());
         Ok(config)
     }
 
     /// Certificates held now, for the config dump.
     pub fn dump(&self) -> serde_json::Value {
-        let entries = self.lock_entries();
+        let entries = self.inner.lock_entries();
         let mut certs: Vec<_> = entries
             .iter()
             .map(|(id, e)| {
@@ -208,6 +162,86 @@ impl CertManager {
             .collect();
         certs.sort_by_key(|v| v["identity"].as_str().map(str::to_owned));
         serde_json::Value::Array(certs)
+    }
+}
+
+impl Inner {
+    fn cached(&self, id: &SpiffeId) -> Cached {
+        let now = SystemTime::now();
+        match self.lock_entries().get(id) {
+            Some(e) if !needs_renewal(&e.cert, now) => Cached::Fresh(e.clone()),
+            Some(e) if e.cert.not_after() > now => Cached::Renewable(e.clone()),
+            _ => Cached::Missing,
+        }
+    }
+
+    /// The request in flight for `id`, started if there is none. It runs as a task of its own, so a
+    /// renewal nobody awaits still completes.
+    fn fetch(this: &Arc<Self>, id: &SpiffeId) -> Fetch {
+        let mut inflight = this.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = inflight.get(id) {
+            return f.clone();
+        }
+        let task = {
+            let (this, id) = (this.clone(), id.clone());
+            async move {
+                let result = this.refresh(&id).await;
+                this.inflight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                result
+            }
+        };
+        let handle = match &this.runtime {
+            Some(rt) => rt.spawn(task),
+            None => tokio::spawn(task),
+        };
+        let fetch = async move {
+            handle
+                .await
+                .map_err(|e| format!("the certificate task failed: {e}"))?
+        }
+        .boxed()
+        .shared();
+        inflight.insert(id.clone(), fetch.clone());
+        fetch
+    }
+
+    /// Requests a certificate for `id` and caches it; on failure a still-valid old one stays in use.
+    async fn refresh(&self, id: &SpiffeId) -> Result<(), String> {
+        let issued = self.source.clone().issue_async(id.clone()).await;
+        let built = issued.and_then(|cert| self.build(id, cert).map_err(|e| e.to_string()));
+        match built {
+            Ok(entry) => {
+                self.store(id, entry);
+                Ok(())
+            }
+            Err(e) => {
+                if let Cached::Renewable(_) = self.cached(id) {
+                    tracing::warn!(identity = %id, error = %e, "certificate renewal failed, keeping the old one");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn build(&self, id: &SpiffeId, cert: WorkloadCert) -> Result<Entry, IdentityError> {
+        let bundle = self.source.bundle();
+        let server = tls::server_config(&cert, &bundle)
+            .map_err(|e| IdentityError::Tls(id.clone(), Box::new(e)))?;
+        let client_any = tls::client_config(&cert, &bundle, ServerIdentity::AnyInTrustDomain)
+            .map_err(|e| IdentityError::Tls(id.clone(), Box::new(e)))?;
+        Ok(Entry {
+            cert,
+            server,
+            client_any,
+        })
+    }
+
+    fn store(&self, id: &SpiffeId, entry: Entry) {
+        self.lock_entries().insert(id.clone(), entry);
+        self.lock_clients().retain(|(src, _), _| src != id);
     }
 
     fn lock_entries(&self) -> std::sync::MutexGuard<'_, HashMap<SpiffeId, Entry>> {

@@ -64,7 +64,8 @@ pub trait Connector: Send + Sync + 'static {
     fn connect(&self, key: &PoolKey) -> BoxFuture<'static, io::Result<TcpStream>>;
 
     /// The rustls client config: client certificate of `key.src_identity`, server verified as
-    /// `key.dst_identity`, ALPN `h2`.
+    /// `key.dst_identity`, ALPN `h2`. Asked for after [`Connector::connect`] succeeded, so a
+    /// connector can get a missing certificate asynchronously while it connects.
     fn tls_config(
         &self,
         key: &PoolKey,

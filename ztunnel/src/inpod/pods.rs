@@ -162,8 +162,8 @@ impl PodManager {
 /// a CSR round trip to the CA on a data-path worker (a failure is retried by that connection).
 fn prefetch_certificate(ctx: &Arc<PodContext>) {
     let (certs, id) = (ctx.proxy.certs.clone(), ctx.identity.clone());
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = certs.server_config(&id) {
+    tokio::spawn(async move {
+        if let Err(e) = certs.ready(&id).await {
             tracing::warn!(identity = %id, error = %e, "cannot get the pod's certificate yet");
         }
     });

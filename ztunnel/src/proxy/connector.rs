@@ -47,10 +47,16 @@ impl PodConnector {
 }
 
 impl Connector for PodConnector {
+    /// Connects while making sure the source identity has a certificate: the pool asks for the TLS
+    /// config after this, and it is then in the cache (the wait, if any, does not block the worker).
     fn connect(&self, key: &PoolKey) -> BoxFuture<'static, io::Result<TcpStream>> {
-        let netns = self.netns.clone();
-        let dst = key.dst;
-        Box::pin(async move { connect_in_pod(&netns, dst).await })
+        let (netns, certs) = (self.netns.clone(), self.certs.clone());
+        let (dst, src) = (key.dst, key.src_identity.clone());
+        Box::pin(async move {
+            let (cert, tcp) = tokio::join!(certs.ready(&src), connect_in_pod(&netns, dst));
+            cert.map_err(io::Error::other)?;
+            tcp
+        })
     }
 
     fn tls_config(

@@ -80,6 +80,10 @@ pub async fn handle(ctx: Arc<PodContext>, tcp: TcpStream, client: ClientAddr) {
     async move {
         let start = Instant::now();
         let local = tcp.local_addr().unwrap_or(client.0);
+        // Waits (without blocking the worker) only when the pod has no certificate yet.
+        if let Err(e) = ctx.proxy.certs.ready(&ctx.identity).await {
+            return failed_conn(client, local, start, e.to_string());
+        }
         let config = match ctx.proxy.certs.server_config(&ctx.identity) {
             Ok(c) => c,
             Err(e) => return failed_conn(client, local, start, e.to_string()),

@@ -136,6 +136,12 @@ pub(crate) async fn dial(
     let dst = key.dst;
     let timeout = inner.cfg.connect_timeout;
     let dialing = async {
+        // Connect first: a connector may use that wait to get the source identity's certificate.
+        let tcp = inner
+            .connector
+            .connect(key)
+            .await
+            .map_err(|source| DialError::Connect { dst, source })?;
         let tls_config =
             inner
                 .connector
@@ -145,11 +151,6 @@ pub(crate) async fn dial(
                     dst,
                     source,
                 })?;
-        let tcp = inner
-            .connector
-            .connect(key)
-            .await
-            .map_err(|source| DialError::Connect { dst, source })?;
         // Nagle only delays small tunnel writes; failure to disable it is harmless.
         let _ = tcp.set_nodelay(true);
         let server_name = ServerName::IpAddress(dst.ip().into());
