@@ -16,3 +16,5 @@ echo "== tests"
 cargo nextest run --workspace --no-fail-fast
 echo "== fips: TLS crates with BoringSSL as the rustls crypto provider"
 cargo nextest run -p mesh-identity -p hbone --no-default-features --features fips --no-fail-fast
+echo "== fips: the waypoint (HBONE, JWKS fetches and JWT signatures through BoringSSL)"
+cargo nextest run -p waypoint --features fips --no-fail-fast
