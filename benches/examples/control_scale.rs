@@ -208,6 +208,19 @@ fn serve_child(args: Vec<String>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The parent's requests on stdin: `HEAP` -> the bytes this process has allocated and not freed (the counting
+    // allocator), to compare with its RSS; end of input -> exit (so that a wrapper such as heaptrack sees a normal
+    // end and writes its data).
+    std::thread::spawn(|| {
+        for line in std::io::stdin().lock().lines() {
+            match line.as_deref().map(str::trim) {
+                Ok("HEAP") => println!("HEAP {}", LIVE.load(Ordering::Relaxed)),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        std::process::exit(0);
+    });
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
@@ -260,6 +273,7 @@ async fn raw_stream(
     tx.send(pb::ConfigRequest {
         node: format!("node-{node}"),
         kind: mesh_xds::KIND_ZTUNNEL.into(),
+        accepts_parts: true,
         ..Default::default()
     })
     .await?;
@@ -272,10 +286,15 @@ async fn raw_stream(
         .await?
         .into_inner();
     let changed = format!("workload/uid-{CHANGED}");
+    // Whether a part of the response being received had the changed pod; a response counts when its last part
+    // arrived (as the real client applies it then).
+    let mut has = false;
     while let Some(resp) = inbound.message().await? {
         let at = Instant::now();
-        let has = resp.resources.iter().any(|r| r.name == changed);
-        let _ = seen.send((node, at, has));
+        has |= resp.resources.iter().any(|r| r.name == changed);
+        if !resp.more {
+            let _ = seen.send((node, at, std::mem::take(&mut has)));
+        }
         tx.send(pb::ConfigRequest {
             response_nonce: resp.nonce,
             ..Default::default()
@@ -313,14 +332,51 @@ struct ChildGuard(std::process::Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        // End of input asks the child to exit; a child that does not within 5 s is killed.
+        drop(self.0.stdin.take());
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// The control process's live heap (its counting allocator), in MiB.
+fn child_heap(
+    stdin: &mut std::process::ChildStdin,
+    stdout: &mut impl BufRead,
+) -> anyhow::Result<f64> {
+    use std::io::Write as _;
+    writeln!(stdin, "HEAP")?;
+    stdin.flush()?;
+    let bytes: f64 = read_tagged(stdout, "HEAP ")
+        .context("control's heap")?
+        .parse()?;
+    Ok(mib(bytes))
+}
+
+/// The rest of the first line of `input` that starts with `tag` (other lines are skipped).
+fn read_tagged(input: &mut impl BufRead, tag: &str) -> anyhow::Result<String> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            bail!("no line starting with {tag:?}");
+        }
+        if let Some(rest) = line.trim().strip_prefix(tag) {
+            return Ok(rest.to_string());
+        }
     }
 }
 
 struct ServerFigures {
     first_all_ms: f64,
     rss_mib: f64,
+    heap_mib: f64,
     hwm_mib: f64,
     change_ms: Vec<f64>,
     real_client_ms: Vec<f64>,
@@ -346,7 +402,20 @@ fn real_server(opts: &Opts) -> anyhow::Result<ServerFigures> {
     write_docs(&config.join("services.yaml"), (0..SERVICES).map(service))?;
     write_docs(&config.join("policies.yaml"), (0..POLICIES).map(policy))?;
     let key = dir.path().join("token.key");
-    let mut child = std::process::Command::new(std::env::current_exe()?)
+    // CONTROL_SCALE_WRAPPER: a command to run the control process under (e.g. `heaptrack -o /tmp/control`).
+    let wrapper: Vec<String> = std::env::var("CONTROL_SCALE_WRAPPER")
+        .map(|w| w.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let exe = std::env::current_exe()?;
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(args).arg(&exe);
+            c
+        }
+        None => std::process::Command::new(&exe),
+    };
+    let mut child = cmd
         .arg("__serve")
         .arg("serve")
         .args(["--config-dir".as_ref(), config.as_os_str()])
@@ -359,18 +428,18 @@ fn real_server(opts: &Opts) -> anyhow::Result<ServerFigures> {
             &format!("{}", opts.poll_ms as f64 / 1000.0),
         ])
         .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("start the control process")?;
     let stdout = child.stdout.take().context("stdout")?;
-    let child = ChildGuard(child);
+    let mut child = ChildGuard(child);
     let pid = child.0.id();
-    let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line)?;
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("READY ")
-        .with_context(|| format!("control did not start: {line:?}"))?
+    let mut stdin = child.0.stdin.take().context("stdin")?;
+    let mut stdout = std::io::BufReader::new(stdout);
+    // A wrapper may print lines of its own first.
+    let addr: std::net::SocketAddr = read_tagged(&mut stdout, "READY ")
+        .context("control did not start")?
         .parse()?;
     let tokens = LocalTokens::load_or_create(&key)?;
     let roots = std::fs::read(dir.path().join("ca/root-cert.pem"))?;
@@ -430,6 +499,7 @@ fn real_server(opts: &Opts) -> anyhow::Result<ServerFigures> {
         let first_all_ms = ms(start.elapsed());
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss_mib = proc_status_kib(pid, "VmRSS:")? / 1024.0;
+        let heap_mib = child_heap(&mut stdin, &mut stdout)?;
 
         // A ztunnel's memory for this config: the snapshot the sink holds (rebuilt from the same parts so that
         // only its bytes are counted) and the client's versions (name -> 16-hex-digit version per resource).
@@ -495,6 +565,7 @@ fn real_server(opts: &Opts) -> anyhow::Result<ServerFigures> {
         Ok(ServerFigures {
             first_all_ms,
             rss_mib,
+            heap_mib,
             hwm_mib,
             change_ms,
             real_client_ms,
@@ -554,6 +625,10 @@ fn main() -> anyhow::Result<()> {
     println!(
         "| control process VmRSS with {} streams / VmHWM at the end | {:.0} / {:.0} MiB | < 200 MiB |",
         opts.nodes, s.rss_mib, s.hwm_mib
+    );
+    println!(
+        "| control process live heap at that time (its counting allocator) | {:.0} MiB | |",
+        s.heap_mib
     );
     println!(
         "| control heap (in process, counting allocator): parsed objects / index with them | {objects_mib:.0} / {index_mib:.0} MiB | |"

@@ -25,6 +25,9 @@ pub const CHANGE_LOG_CAPACITY: usize = 200_000;
 pub enum Change {
     /// The object was created or updated.
     Upsert(Object),
+    /// The object was created or updated; the source keeps the same object (the index shares it instead of
+    /// holding a copy of its own).
+    Shared(Arc<Object>),
     /// The object was deleted.
     Delete(ObjectKey),
 }
@@ -103,6 +106,7 @@ impl Index {
         for change in changes {
             let (key, new) = match change {
                 Change::Upsert(o) => (o.key(), Some(Arc::new(o))),
+                Change::Shared(o) => (o.key(), Some(o)),
                 Change::Delete(k) => (k, None),
             };
             let old = match &new {
@@ -125,12 +129,21 @@ impl Index {
 
     /// Replaces every object with `objects` (a full resync of a source): changes only what differs.
     pub fn replace_all(&mut self, objects: Vec<Object>) -> Vec<String> {
+        self.replace_all_shared(objects.into_iter().map(Arc::new).collect())
+    }
+
+    /// [`Self::replace_all`] with objects the source keeps too (shared, not copied).
+    pub fn replace_all_shared(&mut self, objects: Vec<Arc<Object>>) -> Vec<String> {
         let mut keep = BTreeSet::new();
         let mut changes = Vec::new();
         for o in objects {
             let key = o.key();
-            if self.objects.get(&key).is_none_or(|old| **old != o) {
-                changes.push(Change::Upsert(o));
+            if self
+                .objects
+                .get(&key)
+                .is_none_or(|old| !Arc::ptr_eq(old, &o) && **old != *o)
+            {
+                changes.push(Change::Shared(o));
             }
             keep.insert(key);
         }

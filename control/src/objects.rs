@@ -5,6 +5,7 @@
 //! invalid policy is reported on its own instead of failing a whole file).
 
 mod gateway;
+pub mod slim;
 
 use std::fmt;
 
@@ -271,16 +272,23 @@ impl Object {
             name: name.clone(),
             source,
         };
+        // Core kinds are checked whole, then kept with only the fields control reads (`slim`).
         let mut obj = match kind {
-            Kind::Namespace => Self::Namespace(serde_json::from_value(value).map_err(invalid)?),
-            Kind::Pod => Self::Pod(serde_json::from_value(value).map_err(invalid)?),
-            Kind::Service => Self::Service(serde_json::from_value(value).map_err(invalid)?),
-            Kind::EndpointSlice => {
-                Self::EndpointSlice(serde_json::from_value(value).map_err(invalid)?)
-            }
-            Kind::ServiceAccount => {
-                Self::ServiceAccount(serde_json::from_value(value).map_err(invalid)?)
-            }
+            Kind::Namespace => Self::Namespace(Box::new(slim::namespace(
+                serde_json::from_value(value).map_err(invalid)?,
+            ))),
+            Kind::Pod => Self::Pod(Box::new(slim::pod(
+                serde_json::from_value(value).map_err(invalid)?,
+            ))),
+            Kind::Service => Self::Service(Box::new(slim::service(
+                serde_json::from_value(value).map_err(invalid)?,
+            ))),
+            Kind::EndpointSlice => Self::EndpointSlice(Box::new(slim::endpoint_slice(
+                serde_json::from_value(value).map_err(invalid)?,
+            ))),
+            Kind::ServiceAccount => Self::ServiceAccount(Box::new(slim::service_account(
+                serde_json::from_value(value).map_err(invalid)?,
+            ))),
             Kind::Gateway => Self::Gateway(serde_json::from_value(value).map_err(invalid)?),
             other => Self::Generic(other, serde_json::from_value(value).map_err(invalid)?),
         };

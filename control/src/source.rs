@@ -4,6 +4,8 @@
 pub mod files;
 pub mod kube;
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -13,8 +15,9 @@ use crate::objects::{Kind, Object};
 /// What a source reports.
 #[derive(Debug)]
 pub enum Update {
-    /// The complete set of objects now (a list, or a re-read of every file): objects not named are deleted.
-    Resync(Vec<Object>),
+    /// The complete set of objects now (a re-read of every file), shared with the source that keeps them:
+    /// objects not named are deleted.
+    Resync(Vec<Arc<Object>>),
     /// The complete set of objects of one kind (a re-list): objects of that kind not named are deleted.
     ResyncKind(Kind, Vec<Object>),
     /// Individual changes (a watch event).

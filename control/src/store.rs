@@ -59,7 +59,7 @@ impl Store {
         let (changed, seq) = {
             let mut index = self.lock();
             let changed = match update {
-                Update::Resync(objects) => index.replace_all(objects),
+                Update::Resync(objects) => index.replace_all_shared(objects),
                 Update::ResyncKind(kind, objects) => index.replace_kind(kind, objects),
                 Update::Changes(changes) => index.apply(changes),
                 Update::Synced => {

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
@@ -35,11 +36,12 @@ type Stamp = (SystemTime, u64);
 pub struct FileSource {
     dir: PathBuf,
     poll: Duration,
-    files: BTreeMap<PathBuf, (Stamp, Vec<Object>)>,
+    /// Each file's objects, shared with the index (one copy of every object in control).
+    files: BTreeMap<PathBuf, (Stamp, Vec<Arc<Object>>)>,
     /// How many files define each object (more than one: the later path wins).
     owners: HashMap<ObjectKey, usize>,
     /// Files (re)read by the last scan with the objects they had before, and whether a file disappeared.
-    last: (Vec<(PathBuf, Vec<Object>)>, bool),
+    last: (Vec<(PathBuf, Vec<Arc<Object>>)>, bool),
 }
 
 impl FileSource {
@@ -55,7 +57,7 @@ impl FileSource {
     }
 
     /// Re-reads changed files; returns every object when anything changed, with the per-file errors.
-    pub fn scan(&mut self) -> Result<(Option<Vec<Object>>, Vec<FilesError>), FilesError> {
+    pub fn scan(&mut self) -> Result<(Option<Vec<Arc<Object>>>, Vec<FilesError>), FilesError> {
         let (changed, errors) = self.scan_files()?;
         Ok((changed.then(|| self.objects()), errors))
     }
@@ -105,7 +107,7 @@ impl FileSource {
         Ok((changed, errors))
     }
 
-    fn count(&mut self, objects: &[Object], delta: isize) {
+    fn count(&mut self, objects: &[Arc<Object>], delta: isize) {
         for o in objects {
             let n = self.owners.entry(o.key()).or_default();
             *n = n.saturating_add_signed(delta);
@@ -135,11 +137,11 @@ impl FileSource {
                 .get(path)
                 .map(|(_, o)| o.as_slice())
                 .unwrap_or_default();
-            let new_keys: BTreeSet<ObjectKey> = new.iter().map(Object::key).collect();
+            let new_keys: BTreeSet<ObjectKey> = new.iter().map(|o| o.key()).collect();
             new_keys.iter().any(|k| owners(k) > 1)
                 || old
                     .iter()
-                    .map(Object::key)
+                    .map(|o| o.key())
                     .any(|k| !new_keys.contains(&k) && owners(&k) > 0)
         });
         if first || removed || shared {
@@ -152,12 +154,13 @@ impl FileSource {
                 .get(&path)
                 .map(|(_, o)| o.as_slice())
                 .unwrap_or_default();
-            let before: HashMap<ObjectKey, &Object> = old.iter().map(|o| (o.key(), o)).collect();
+            let before: HashMap<ObjectKey, &Arc<Object>> =
+                old.iter().map(|o| (o.key(), o)).collect();
             let mut kept = BTreeSet::new();
             for o in new {
                 let key = o.key();
-                if before.get(&key).is_none_or(|b| *b != o) {
-                    changes.push(Change::Upsert(o.clone()));
+                if before.get(&key).is_none_or(|b| **b != *o) {
+                    changes.push(Change::Shared(o.clone()));
                 }
                 kept.insert(key);
             }
@@ -171,7 +174,7 @@ impl FileSource {
         Ok((Some(Update::Changes(changes)), errors))
     }
 
-    fn objects(&self) -> Vec<Object> {
+    fn objects(&self) -> Vec<Arc<Object>> {
         let mut by_key = BTreeMap::new();
         for (path, (_, objects)) in &self.files {
             for o in objects {
@@ -229,12 +232,17 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Object>, FilesError> {
     if let Some(e) = errors.pop() {
         return Err(e);
     }
-    Ok(objects.unwrap_or_default())
+    drop(source);
+    let objects = objects.unwrap_or_default().into_iter();
+    Ok(objects
+        .map(|o| Arc::try_unwrap(o).unwrap_or_else(|o| (*o).clone()))
+        .collect())
 }
 
-fn read(path: &Path) -> Result<Vec<Object>, FilesError> {
+fn read(path: &Path) -> Result<Vec<Arc<Object>>, FilesError> {
     let text = std::fs::read_to_string(path).map_err(|e| FilesError::Read(path.into(), e))?;
-    parse_documents(&text).map_err(|e| FilesError::Parse(path.into(), e))
+    let objects = parse_documents(&text).map_err(|e| FilesError::Parse(path.into(), e))?;
+    Ok(objects.into_iter().map(Arc::new).collect())
 }
 
 fn stamp(path: &Path) -> Option<Stamp> {
@@ -273,7 +281,7 @@ mod tests {
     const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n";
     const SA: &str = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: s, namespace: a}\n";
 
-    fn names(objects: &[Object]) -> Vec<String> {
+    fn names(objects: &[Arc<Object>]) -> Vec<String> {
         objects.iter().map(|o| o.key().to_string()).collect()
     }
 
@@ -336,6 +344,7 @@ mod tests {
             .iter()
             .map(|c| match c {
                 Change::Upsert(o) => format!("upsert {}", o.key()),
+                Change::Shared(o) => format!("upsert {}", o.key()),
                 Change::Delete(k) => format!("delete {k}"),
             })
             .collect();

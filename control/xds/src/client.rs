@@ -2,6 +2,8 @@
 //! response all or nothing through a sink (ACK when the sink accepts the new config, NACK with the reason when it
 //! rejects it: the proxy keeps its last good config), and reconnects with backoff, announcing what it holds so
 //! control resends only what changed meanwhile. While control is unreachable the last config stays in force.
+//! The client accepts responses in parts (`more`): parts are held and answered at once, and applied together
+//! with the last one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -65,6 +67,8 @@ pub struct ConfigClient {
     kind: String,
     /// Versions of the resources in force, by name.
     held: BTreeMap<String, String>,
+    /// Parts received of a response whose last part has not arrived yet (`more`).
+    parts: Vec<pb::ConfigResponse>,
 }
 
 impl ConfigClient {
@@ -77,6 +81,7 @@ impl ConfigClient {
             node,
             kind: kind.to_string(),
             held: BTreeMap::new(),
+            parts: Vec::new(),
         }
     }
 
@@ -115,6 +120,7 @@ impl ConfigClient {
                 .iter()
                 .map(|(n, v)| (n.clone(), v.clone()))
                 .collect::<HashMap<_, _>>(),
+            accepts_parts: true,
             ..Default::default()
         };
         // The receiver is alive until the request stream is dropped below.
@@ -130,17 +136,21 @@ impl ConfigClient {
             .await?
             .into_inner();
         tracing::info!(held = self.held.len(), "config stream connected");
+        // Parts of a response cut by a broken stream are not applied.
+        self.parts.clear();
         while let Some(resp) = inbound.message().await? {
             *backoff = MIN_BACKOFF;
-            let error = match self.apply(&resp, sink) {
-                Ok(()) => String::new(),
-                Err(e) => {
-                    tracing::error!(version = %resp.system_version, error = %e, "config rejected (NACK); keeping the last good config");
-                    e
-                }
+            let nonce = resp.nonce.clone();
+            let error = if resp.more {
+                // Received, applied with the last part.
+                self.parts.push(resp);
+                String::new()
+            } else {
+                let resp = join_parts(std::mem::take(&mut self.parts), resp);
+                self.apply_logged(&resp, sink)
             };
             let ack = pb::ConfigRequest {
-                response_nonce: resp.nonce.clone(),
+                response_nonce: nonce,
                 error,
                 ..Default::default()
             };
@@ -149,6 +159,17 @@ impl ConfigClient {
             }
         }
         Err(StreamError::Closed)
+    }
+
+    /// Applies `resp`; the NACK reason, or empty.
+    fn apply_logged(&mut self, resp: &pb::ConfigResponse, sink: &Sink) -> String {
+        match self.apply(resp, sink) {
+            Ok(()) => String::new(),
+            Err(e) => {
+                tracing::error!(version = %resp.system_version, error = %e, "config rejected (NACK); keeping the last good config");
+                e
+            }
+        }
     }
 
     fn apply(&mut self, resp: &pb::ConfigResponse, sink: &Sink) -> Result<(), String> {
@@ -204,4 +225,22 @@ impl ConfigClient {
         }
         Ok(())
     }
+}
+
+/// One response from the parts received before `last` and `last` itself.
+fn join_parts(parts: Vec<pb::ConfigResponse>, mut last: pb::ConfigResponse) -> pb::ConfigResponse {
+    if parts.is_empty() {
+        return last;
+    }
+    let mut resources = Vec::new();
+    let mut removed = Vec::new();
+    for p in parts {
+        resources.extend(p.resources);
+        removed.extend(p.removed);
+    }
+    resources.append(&mut last.resources);
+    removed.append(&mut last.removed);
+    last.resources = resources;
+    last.removed = removed;
+    last
 }
