@@ -176,6 +176,16 @@ async fn write_status(
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let body = gateway_status(gw, observed, &now);
+    apply_status(&api, name, &body).await
+}
+
+/// Server-side applies `body` as the status of object `name` of `api`, as control's field manager (the
+/// Gateways here, the routes and the Istio kinds in [`super::report`]).
+pub(crate) async fn apply_status(
+    api: &Api<DynamicObject>,
+    name: &str,
+    body: &serde_json::Value,
+) -> Result<(), kube::Error> {
     api.patch_status(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),

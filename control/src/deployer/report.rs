@@ -15,12 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::apply::FIELD_MANAGER;
 use super::istio::{invalid_reason, l7_status, warning_event};
 use super::routes::route_status;
 use crate::objects::{Generic, Kind, Object};
@@ -204,12 +203,7 @@ async fn write(target: &Target, key: &Key, body: &Value) -> Result<(), ReportErr
                 &format!("{}s", kind.to_string().to_lowercase()),
             );
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-            api.patch_status(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(body),
-            )
-            .await?;
+            super::apply::apply_status(&api, name, body).await?;
             Ok(())
         }
         Target::Dir(dir) => {
