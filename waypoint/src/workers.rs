@@ -5,8 +5,9 @@
 //! A request then lives on one thread from the downstream HBONE frame to the upstream one and
 //! back. With the work-stealing runtime the tasks of one request (downstream HTTP/2 connection,
 //! HTTP/1.1 server, upstream HTTP/1.1 client, upstream HTTP/2 connection) woke each other across
-//! threads: ~5.7 context switches and ~1.4 futex calls per request at 1,000 requests/s, a fifth
-//! of the waypoint's CPU (benches/README.md). This is ztunnel's (and Envoy's) worker model.
+//! threads: ~6 context switches and ~1.4 futex calls per request at 1,000 requests/s; with the
+//! workers ~3.4 (2 with the benchmark's spinners) and ~15 % less CPU per request
+//! (benches/README.md). This is ztunnel's (and Envoy's) worker model.
 //!
 //! The control side (config sources, certificates, admin, metrics) stays on the main runtime.
 
