@@ -50,6 +50,20 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// One-second measures at low rates: a smoke run that checks a variant carries every measure
+    /// (the harness's own tests), not a benchmark.
+    pub fn smoke(testapp: PathBuf) -> Settings {
+        Settings {
+            duration: Duration::from_secs(1),
+            rate: 1000,
+            concurrency: 1,
+            http_rate: 200,
+            http_connections: 2,
+            testapp,
+            hold: false,
+        }
+    }
+
     fn client_timeout(&self) -> Duration {
         self.duration + CLIENT_SLACK
     }

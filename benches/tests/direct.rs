@@ -1,21 +1,12 @@
 //! The harness end to end with the direct variant (needs root, iperf3 and sockperf).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use mesh_benches::{Direct, Settings, measure, report};
 
 #[test]
 fn direct_variant_measures_every_row() {
-    let settings = Settings {
-        duration: Duration::from_secs(1),
-        rate: 1000,
-        concurrency: 1,
-        http_rate: 200,
-        http_connections: 2,
-        testapp: PathBuf::from(env!("CARGO_BIN_EXE_mesh-benches")),
-        hold: false,
-    };
+    let settings = Settings::smoke(PathBuf::from(env!("CARGO_BIN_EXE_mesh-benches")));
     let results = measure::run_variant(Box::new(Direct), &settings).expect("direct run");
     assert_eq!(results.variant, "direct");
     assert_eq!(results.rows.len(), 9, "{results:?}");

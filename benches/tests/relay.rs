@@ -2,21 +2,12 @@
 //! through the two relays, and none fails.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use mesh_benches::{Relay, Settings, measure};
 
 #[test]
 fn relay_variant_carries_every_measure() {
-    let settings = Settings {
-        duration: Duration::from_secs(1),
-        rate: 1000,
-        concurrency: 1,
-        http_rate: 200,
-        http_connections: 2,
-        testapp: PathBuf::from(env!("CARGO_BIN_EXE_mesh-benches")),
-        hold: false,
-    };
+    let settings = Settings::smoke(PathBuf::from(env!("CARGO_BIN_EXE_mesh-benches")));
     let results = measure::run_variant(Box::new(Relay::default()), &settings).expect("relay run");
     assert_eq!(results.variant, "relay");
     assert_eq!(results.rows.len(), 9, "{results:?}");

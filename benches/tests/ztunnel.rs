@@ -3,20 +3,15 @@
 //! ztunnels' connection counters did not move, so a passing run proves the traffic was tunnelled.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use mesh_benches::{Settings, Ztunnel, measure};
 
 #[test]
 fn ztunnel_variant_tunnels_every_measure_and_reports_memory() {
+    // A lower latency rate than the smoke default: two debug-build ztunnels on the path.
     let settings = Settings {
-        duration: Duration::from_secs(1),
         rate: 500,
-        concurrency: 1,
-        http_rate: 200,
-        http_connections: 2,
-        testapp: PathBuf::from(env!("CARGO_BIN_EXE_mesh-benches")),
-        hold: false,
+        ..Settings::smoke(PathBuf::from(env!("CARGO_BIN_EXE_mesh-benches")))
     };
     let results =
         measure::run_variant(Box::new(Ztunnel::default()), &settings).expect("ztunnel run");
