@@ -440,3 +440,68 @@ impl Drop for LocalCluster {
         let _ = self.down();
     }
 }
+
+/// The app of the waypoint end-to-end tests, in the ambient namespace `ns` (served by the waypoint named
+/// `waypoint`): a Service `echo` over two Deployments on node-2 (`echo-v1`, `echo-v2`, each also behind a
+/// Service of its own) and a `client` pod on node-1. Ends with a complete document, so more can follow
+/// after a `---` line.
+pub fn echo_versions_app(ns: &str) -> String {
+    ECHO_VERSIONS_APP.replace("{ns}", ns)
+}
+
+const ECHO_VERSIONS_APP: &str = r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+  labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: {ns}}
+spec:
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-v1, namespace: {ns}}
+spec:
+  selector: {app: echo, version: v1}
+  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-v2, namespace: {ns}}
+spec:
+  selector: {app: echo, version: v2}
+  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo-v1, namespace: {ns}}
+spec:
+  selector: {matchLabels: {app: echo, version: v1}}
+  template:
+    metadata: {labels: {app: echo, version: v1}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: node-2}
+      containers: [{name: echo, command: [meshctl, echo, --port, "8080", --version, v1]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo-v2, namespace: {ns}}
+spec:
+  selector: {matchLabels: {app: echo, version: v2}}
+  template:
+    metadata: {labels: {app: echo, version: v2}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: node-2}
+      containers: [{name: echo, command: [meshctl, echo, --port, "8080", --version, v2]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: {ns}}
+spec:
+  nodeName: node-1
+  containers: [{name: c, command: [sleep, "3600"]}]
+"#;

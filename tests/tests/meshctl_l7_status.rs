@@ -8,68 +8,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use mesh_testbed::local::{LocalCluster, is_root, wait_until};
+use mesh_testbed::local::{LocalCluster, echo_versions_app, is_root, wait_until};
 use serde_json::Value;
 
 const NS: &str = "l7-status";
 
-const APP: &str = r#"apiVersion: v1
-kind: Namespace
-metadata:
-  name: l7-status
-  labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: l7-status}
-spec:
-  selector: {app: echo}
-  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo-v1, namespace: l7-status}
-spec:
-  selector: {app: echo, version: v1}
-  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo-v2, namespace: l7-status}
-spec:
-  selector: {app: echo, version: v2}
-  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo-v1, namespace: l7-status}
-spec:
-  selector: {matchLabels: {app: echo, version: v1}}
-  template:
-    metadata: {labels: {app: echo, version: v1}}
-    spec:
-      nodeSelector: {kubernetes.io/hostname: node-2}
-      containers: [{name: echo, command: [meshctl, echo, --port, "8080", --version, v1]}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo-v2, namespace: l7-status}
-spec:
-  selector: {matchLabels: {app: echo, version: v2}}
-  template:
-    metadata: {labels: {app: echo, version: v2}}
-    spec:
-      nodeSelector: {kubernetes.io/hostname: node-2}
-      containers: [{name: echo, command: [meshctl, echo, --port, "8080", --version, v2]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: l7-status}
-spec:
-  nodeName: node-1
-  containers: [{name: c, command: [sleep, "3600"]}]
----
-apiVersion: gateway.networking.k8s.io/v1
+const GATEWAY: &str = r#"apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: waypoint, namespace: l7-status}
 spec:
@@ -95,7 +39,10 @@ fn a_bad_regex_update_keeps_the_last_valid_route_and_says_why_until_fixed() {
     }
     let c = LocalCluster::new("l7status");
     c.up_with_meshctl_on_path(2);
-    c.apply("app.yaml", APP);
+    c.apply(
+        "app.yaml",
+        &format!("{}---\n{GATEWAY}", echo_versions_app(NS)),
+    );
     let logs = || {
         format!(
             "control:\n{}\nruntime:\n{}",

@@ -8,66 +8,10 @@
 #![allow(clippy::unwrap_used)]
 
 use mesh_testbed::local::{
-    LocalCluster, is_root, pod_ready as ready, requests_total, text, wait_until,
+    LocalCluster, echo_versions_app, is_root, pod_ready as ready, requests_total, text, wait_until,
 };
 
-const APP: &str = r#"apiVersion: v1
-kind: Namespace
-metadata:
-  name: wp-e2e
-  labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: wp-e2e}
-spec:
-  selector: {app: echo}
-  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo-v1, namespace: wp-e2e}
-spec:
-  selector: {app: echo, version: v1}
-  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo-v2, namespace: wp-e2e}
-spec:
-  selector: {app: echo, version: v2}
-  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo-v1, namespace: wp-e2e}
-spec:
-  selector: {matchLabels: {app: echo, version: v1}}
-  template:
-    metadata: {labels: {app: echo, version: v1}}
-    spec:
-      nodeSelector: {kubernetes.io/hostname: node-2}
-      containers: [{name: echo, command: [meshctl, echo, --port, "8080", --version, v1]}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo-v2, namespace: wp-e2e}
-spec:
-  selector: {matchLabels: {app: echo, version: v2}}
-  template:
-    metadata: {labels: {app: echo, version: v2}}
-    spec:
-      nodeSelector: {kubernetes.io/hostname: node-2}
-      containers: [{name: echo, command: [meshctl, echo, --port, "8080", --version, v2]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: wp-e2e}
-spec:
-  nodeName: node-1
-  containers: [{name: c, command: [sleep, "3600"]}]
----
-apiVersion: gateway.networking.k8s.io/v1
+const ROUTE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: echo, namespace: wp-e2e}
 spec:
@@ -94,7 +38,10 @@ fn a_waypoint_gateway_runs_a_waypoint_that_routes_by_header_until_it_is_deleted(
     }
     let c = LocalCluster::new("waypoint");
     c.up_with_meshctl_on_path(2);
-    c.apply("app.yaml", APP);
+    c.apply(
+        "app.yaml",
+        &format!("{}---\n{ROUTE}", echo_versions_app("wp-e2e")),
+    );
     c.apply("gateway.yaml", GATEWAY);
     let logs = || {
         format!(
