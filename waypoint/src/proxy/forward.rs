@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version as HttpVersion};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -23,15 +23,16 @@ use crate::upstream::{Body, BoxError, Upstreams, Version};
 /// connection the server closed meanwhile, an endpoint that just went away).
 pub const DEFAULT_CONNECT_RETRIES: u32 = 1;
 
-/// Headers that describe one connection and are never forwarded.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "proxy-authorization",
+/// Headers that describe one connection and are never forwarded (parsed once: removing by a
+/// `&str` name parsed it again for every request).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    header::PROXY_AUTHORIZATION,
 ];
 
 /// What the attempts may do.
@@ -74,15 +75,17 @@ impl Head {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
             .collect();
-        for h in HOP_BY_HOP
-            .iter()
-            .copied()
-            .chain(listed.iter().map(String::as_str))
-        {
-            if h == "te" && version == Version::Http2 {
+        for h in &HOP_BY_HOP {
+            if *h == header::TE && version == Version::Http2 {
                 continue;
             }
             headers.remove(h);
+        }
+        for h in &listed {
+            if h == "te" && version == Version::Http2 {
+                continue;
+            }
+            headers.remove(h.as_str());
         }
         headers.remove(header::HOST);
         let path = parts
@@ -253,4 +256,45 @@ pub async fn forward(
 /// Maps an upstream response body into the waypoint's body type.
 pub fn boxed(resp: Response<Incoming>) -> Response<Body> {
     resp.map(|b| b.map_err(BoxError::from).boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = Request::builder().uri("/p?q=1");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_not_forwarded() {
+        let p = parts(&[
+            ("host", "svc:80"),
+            ("connection", "keep-alive, X-Private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "1"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "secret"),
+            ("x-kept", "yes"),
+        ]);
+        let h1 = Head::new(&p, "svc:80".into(), Version::Http1);
+        let names: Vec<&str> = h1.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept"]);
+        assert_eq!(h1.path, "/p?q=1");
+        // HTTP/2 upstream keeps `te: trailers` (gRPC needs it).
+        let h2 = Head::new(&p, "svc:80".into(), Version::Http2);
+        assert_eq!(
+            h2.headers.get("te").map(|v| v.as_bytes()),
+            Some(&b"trailers"[..])
+        );
+        assert!(h2.headers.get("x-private").is_none());
+        let req = h1.request(crate::proxy::local::full("")).unwrap();
+        assert_eq!(req.headers()["host"], "svc:80");
+        assert_eq!(req.headers()["x-kept"], "yes");
+    }
 }
