@@ -97,9 +97,10 @@ impl Store {
     }
 }
 
-/// Gives the heap freed by a full resync (parsed documents, copies of every object compared) back to the system:
-/// glibc keeps freed memory in its arenas, so without this control's RSS stays at the peak of its first sync.
-fn release_free_heap() {
+/// Gives freed heap back to the system, after a full resync (parsed documents, objects compared) and once the
+/// full responses of connecting proxies are sent: glibc keeps freed memory in its arenas, so without this
+/// control's RSS stays at the peak of its first sync and of the first responses.
+pub(crate) fn release_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own arenas; no pointer of ours is involved.
     unsafe {

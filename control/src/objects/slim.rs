@@ -23,6 +23,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::translate::ANNOTATION_REDIRECTION;
 
+/// A collected vector without spare capacity: collecting from `into_iter()` of a vector of the same element type
+/// reuses its allocation, so a filtered-out container would otherwise keep its ~2 KB.
+trait Fitted {
+    fn fitted(self) -> Self;
+}
+
+impl<T> Fitted for Vec<T> {
+    fn fitted(mut self) -> Self {
+        self.shrink_to_fit();
+        self
+    }
+}
+
 /// The metadata fields the index reads, with the annotations named in `annotations`.
 fn meta(m: ObjectMeta, annotations: &[&str]) -> ObjectMeta {
     let annotations = m
@@ -65,11 +78,13 @@ pub fn pod(p: Pod) -> Pod {
                             container_port: p.container_port,
                             ..Default::default()
                         })
-                        .collect()
+                        .collect::<Vec<_>>()
+                        .fitted()
                 }),
                 ..Default::default()
             })
-            .collect(),
+            .collect::<Vec<_>>()
+            .fitted(),
         ..Default::default()
     });
     let status = p.status.map(|s| PodStatus {
@@ -82,12 +97,16 @@ pub fn pod(p: Pod) -> Pod {
                     status: c.status,
                     ..Default::default()
                 })
-                .collect()
+                .collect::<Vec<_>>()
+                .fitted()
         }),
         pod_ip: s.pod_ip,
-        pod_ips: s
-            .pod_ips
-            .map(|ips| ips.into_iter().map(|ip| PodIP { ip: ip.ip }).collect()),
+        pod_ips: s.pod_ips.map(|ips| {
+            ips.into_iter()
+                .map(|ip| PodIP { ip: ip.ip })
+                .collect::<Vec<_>>()
+                .fitted()
+        }),
         ..Default::default()
     });
     Pod {
@@ -113,7 +132,8 @@ pub fn service(s: Service) -> Service {
                     app_protocol: p.app_protocol,
                     ..Default::default()
                 })
-                .collect()
+                .collect::<Vec<_>>()
+                .fitted()
         }),
         cluster_ip: s.cluster_ip,
         cluster_ips: s.cluster_ips,
@@ -146,7 +166,8 @@ pub fn endpoint_slice(s: EndpointSlice) -> EndpointSlice {
                 }),
                 ..Default::default()
             })
-            .collect(),
+            .collect::<Vec<_>>()
+            .fitted(),
         ports: None,
     }
 }

@@ -239,8 +239,16 @@ async fn session(
                         last_seq = None;
                         wait_change = true;
                     }
+                    // Its capacity is that of the largest response (the whole mesh after a connect): give it back.
+                    undo = Undo::new();
                     pending = None;
-                    permit = None;
+                    if let Some(p) = permit.take() {
+                        drop(p);
+                        // The last full comparison in flight is done: return the heap its responses used.
+                        if full.available_permits() == MAX_FULL_RESPONSES {
+                            crate::store::release_free_heap();
+                        }
+                    }
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {
@@ -404,5 +412,60 @@ fn value(r: &Resource) -> Value {
         Resource::AuthorizationPolicy(p) => Value::AuthorizationPolicy(p.clone()),
         Resource::PeerAuthentication(p) => Value::PeerAuthentication(p.clone()),
         Resource::L7Object(j) => Value::L7Object(j.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(i: usize) -> pb::Resource {
+        pb::Resource {
+            name: format!("l7/httproute/ns/r-{i}"),
+            version: version_string(i as u64),
+            kind: Some(pb::resource::Kind::L7ObjectJson("x".repeat(1000))),
+        }
+    }
+
+    #[test]
+    fn a_large_response_goes_in_bounded_parts_with_removals_last() {
+        let resp = pb::ConfigResponse {
+            system_version: "7".into(),
+            resources: (0..100).map(resource).collect(),
+            removed: vec!["workload/gone".into()],
+            root_namespace: "istio-system".into(),
+            ..Default::default()
+        };
+        let parts: Vec<_> = split(resp, 10_000).into();
+        assert!(parts.len() >= 10, "{} parts", parts.len());
+        let (last, rest) = parts.split_last().expect("parts");
+        assert!(rest.iter().all(|p| p.more && p.removed.is_empty()));
+        assert!(!last.more);
+        assert_eq!(last.removed, ["workload/gone"]);
+        for p in &parts {
+            use prost::Message as _;
+            let bytes: usize = p.resources.iter().map(|r| r.encoded_len()).sum();
+            assert!(bytes <= 10_000, "a part of {bytes} bytes");
+            assert_eq!(
+                (p.system_version.as_str(), p.root_namespace.as_str()),
+                ("7", "istio-system")
+            );
+        }
+        let names: Vec<String> = parts
+            .iter()
+            .flat_map(|p| p.resources.iter().map(|r| r.name.clone()))
+            .collect();
+        let want: Vec<String> = (0..100).map(|i| resource(i).name).collect();
+        assert_eq!(names, want, "every resource once, in order");
+        // A small response is one part.
+        let one = split(
+            pb::ConfigResponse {
+                resources: vec![resource(1)],
+                ..Default::default()
+            },
+            MAX_PART_BYTES,
+        );
+        assert_eq!(one.len(), 1);
+        assert!(!one[0].more);
     }
 }
