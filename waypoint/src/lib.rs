@@ -17,4 +17,3 @@ pub mod resolve;
 pub mod server;
 pub mod state;
 pub mod upstream;
-pub mod workers;

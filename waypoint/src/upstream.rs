@@ -124,7 +124,7 @@ impl Upstreams {
 
     /// The pools of the worker running the caller (the first set outside the workers).
     fn pools(&self) -> &Pools {
-        let i = crate::workers::current() % self.pools.len().max(1);
+        let i = ztunnel::workers::current() % self.pools.len().max(1);
         &self.pools[i]
     }
 

@@ -36,10 +36,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ..Default::default()
     };
     let workers = match config.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => crate::workers::default_count(),
         n => n,
     };
-    let workers = Arc::new(Workers::start(workers).context("cannot start the data-path workers")?);
+    let workers = Arc::new(
+        Workers::start(workers, "ztunnel-worker").context("cannot start the data-path workers")?,
+    );
     let proxy = Arc::new(Proxy {
         state: state.clone(),
         certs: certs.clone(),

@@ -1,4 +1,5 @@
-//! The data-path workers: N threads, each running its own single-threaded tokio runtime.
+//! The data-path workers: N threads, each running its own single-threaded tokio runtime (ztunnel's and the
+//! waypoint's; the waypoint gives each worker its own HBONE listener and upstream pools).
 //!
 //! Every enrolled pod gets one set of listeners (15001/15006/15008, `SO_REUSEPORT`) per worker,
 //! so the kernel spreads new connections over the workers and a connection then lives on one
@@ -46,9 +47,14 @@ pub struct Workers {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// Workers used when `--workers` is 0: one per core.
+pub fn default_count() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 impl Workers {
-    /// Starts `n` workers (at least one).
-    pub fn start(n: usize) -> Result<Self, WorkerError> {
+    /// Starts `n` workers (at least one), threads named `<name>-<index>`.
+    pub fn start(n: usize, name: &str) -> Result<Self, WorkerError> {
         let n = n.max(1);
         let mut handles = Vec::with_capacity(n);
         let mut stops = Vec::with_capacity(n);
@@ -62,7 +68,7 @@ impl Workers {
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
             stops.push(stop_tx);
             let thread = std::thread::Builder::new()
-                .name(format!("ztunnel-worker-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || {
                     INDEX.with(|c| c.set(i));
                     // Runs until told to stop (or the sender is gone); dropping the runtime then
@@ -113,7 +119,7 @@ mod tests {
 
     #[test]
     fn tasks_run_on_their_worker_and_know_its_index() {
-        let workers = Workers::start(2).unwrap();
+        let workers = Workers::start(2, "ztunnel-worker").unwrap();
         assert_eq!(workers.len(), 2);
         for (i, h) in workers.handles().iter().enumerate() {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -133,7 +139,7 @@ mod tests {
 
     #[test]
     fn zero_workers_means_one() {
-        let workers = Workers::start(0).unwrap();
+        let workers = Workers::start(0, "ztunnel-worker").unwrap();
         assert_eq!(workers.len(), 1);
         workers.shutdown();
     }
