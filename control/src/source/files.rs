@@ -30,6 +30,8 @@ pub enum FilesError {
 
 /// Modification stamp of a file.
 type Stamp = (SystemTime, u64);
+/// Objects read from files, shared with the index.
+type Shared = Vec<Arc<Object>>;
 
 /// The files source.
 #[derive(Debug)]
@@ -37,11 +39,11 @@ pub struct FileSource {
     dir: PathBuf,
     poll: Duration,
     /// Each file's objects, shared with the index (one copy of every object in control).
-    files: BTreeMap<PathBuf, (Stamp, Vec<Arc<Object>>)>,
+    files: BTreeMap<PathBuf, (Stamp, Shared)>,
     /// How many files define each object (more than one: the later path wins).
     owners: HashMap<ObjectKey, usize>,
     /// Files (re)read by the last scan with the objects they had before, and whether a file disappeared.
-    last: (Vec<(PathBuf, Vec<Arc<Object>>)>, bool),
+    last: (Vec<(PathBuf, Shared)>, bool),
 }
 
 impl FileSource {
@@ -57,7 +59,7 @@ impl FileSource {
     }
 
     /// Re-reads changed files; returns every object when anything changed, with the per-file errors.
-    pub fn scan(&mut self) -> Result<(Option<Vec<Arc<Object>>>, Vec<FilesError>), FilesError> {
+    pub fn scan(&mut self) -> Result<(Option<Shared>, Vec<FilesError>), FilesError> {
         let (changed, errors) = self.scan_files()?;
         Ok((changed.then(|| self.objects()), errors))
     }
