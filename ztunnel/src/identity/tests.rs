@@ -87,6 +87,21 @@ async fn soon<F: std::future::Future>(f: F) -> F::Output {
         .expect("did not complete")
 }
 
+/// Waits until the source has been asked `n` times (its requests run as background tasks).
+async fn calls_reach(source: &Gated, n: usize) {
+    soon(async {
+        while source.calls.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// Gives a wrongly started extra request the time to show up before counting.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_share_one_request_and_get_the_certificate() {
     let source = Gated::new(false);
@@ -97,7 +112,8 @@ async fn waiters_share_one_request_and_get_the_certificate() {
             tokio::spawn(async move { m.ready(&id()).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    calls_reach(&source, 1).await;
+    settle().await;
     assert_eq!(
         source.calls.load(Ordering::SeqCst),
         1,
@@ -124,9 +140,10 @@ async fn a_due_renewal_runs_in_the_background_while_the_old_certificate_serves()
     m.server_config(&id())
         .expect("the old certificate serves meanwhile");
     assert_eq!(not_after(&m), first);
-    assert_eq!(source.calls.load(Ordering::SeqCst), 2, "a renewal started");
+    calls_reach(&source, 2).await;
     m.server_config(&id()).unwrap();
-    assert_eq!(source.calls.load(Ordering::SeqCst), 2, "and only one");
+    settle().await;
+    assert_eq!(source.calls.load(Ordering::SeqCst), 2, "only one renewal");
     source.gate.send_replace(true);
     soon(async {
         while not_after(&m) == first {
