@@ -57,11 +57,11 @@ struct Inner {
     runtime: Option<tokio::runtime::Handle>,
 }
 
-/// What the cache holds for an identity at one moment.
-enum Cached {
-    Fresh(Entry),
+/// What the cache holds for an identity at one moment (`E`: the entry, or `()` when only the state matters).
+enum Cached<E = Entry> {
+    Fresh(E),
     /// Past half its lifetime but still valid: used while a renewal runs.
-    Renewable(Entry),
+    Renewable(E),
     Missing,
 }
 
@@ -83,9 +83,10 @@ impl CertManager {
     /// Waits until `id` has a usable certificate without blocking the thread: at once when one is cached
     /// (starting the renewal it may need in the background), else for the one request in flight for it.
     pub async fn ready(&self, id: &SpiffeId) -> Result<(), IdentityError> {
-        match self.inner.cached(id) {
-            Cached::Fresh(_) => Ok(()),
-            Cached::Renewable(_) => {
+        // The state only: no entry is cloned on the connection's path.
+        match self.inner.state(id) {
+            Cached::Fresh(()) => Ok(()),
+            Cached::Renewable(()) => {
                 drop(Inner::fetch(&self.inner, id));
                 Ok(())
             }
@@ -167,10 +168,18 @@ impl CertManager {
 
 impl Inner {
     fn cached(&self, id: &SpiffeId) -> Cached {
+        self.classify(id, Entry::clone)
+    }
+
+    fn state(&self, id: &SpiffeId) -> Cached<()> {
+        self.classify(id, |_| ())
+    }
+
+    fn classify<E>(&self, id: &SpiffeId, take: impl FnOnce(&Entry) -> E) -> Cached<E> {
         let now = SystemTime::now();
         match self.lock_entries().get(id) {
-            Some(e) if !needs_renewal(&e.cert, now) => Cached::Fresh(e.clone()),
-            Some(e) if e.cert.not_after() > now => Cached::Renewable(e.clone()),
+            Some(e) if !needs_renewal(&e.cert, now) => Cached::Fresh(take(e)),
+            Some(e) if e.cert.not_after() > now => Cached::Renewable(take(e)),
             _ => Cached::Missing,
         }
     }
@@ -218,7 +227,7 @@ impl Inner {
                 Ok(())
             }
             Err(e) => {
-                if let Cached::Renewable(_) = self.cached(id) {
+                if let Cached::Renewable(()) = self.state(id) {
                     tracing::warn!(identity = %id, error = %e, "certificate renewal failed, keeping the old one");
                 }
                 Err(e)
