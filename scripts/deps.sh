@@ -36,13 +36,13 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 [ -z "$DEMO_ONLY" ] || exit 0
 
-# control/tests/deploy.rs renders deploy/ with `kubectl kustomize` and validates it with kubernetes-validate (PyPI).
+# control/tests/it/deploy.rs renders deploy/ with `kubectl kustomize` and validates it with kubernetes-validate (PyPI).
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   echo "deps: installing kubernetes-validate"
   python3 -m pip install -q kubernetes-validate
 fi
 if ! command -v kubectl >/dev/null 2>&1; then
-  echo "deps: kubectl (with kustomize) not found: install it for control/tests/deploy.rs" >&2
+  echo "deps: kubectl (with kustomize) not found: install it for control/tests/it/deploy.rs" >&2
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -6,15 +6,22 @@ cd "$(dirname "$0")/.."
 
 bash scripts/deps.sh
 
+if [ "${CI:-}" = true ]; then
+  # A one-shot build gains nothing from incremental caches, which take gigabytes of the CI machine's disk.
+  export CARGO_INCREMENTAL=0
+fi
+# Disk left after each stage, so a full disk is visible in the log, not only as a linker crash.
+space() { df -h --output=avail,target "${CARGO_TARGET_DIR:-target}" 2>/dev/null | tail -1 || true; }
+
 echo "== fmt"
 cargo fmt --all -- --check
-echo "== clippy"
+echo "== clippy (disk free: $(space))"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== build binaries used by the end-to-end tests"
+echo "== build binaries used by the end-to-end tests (disk free: $(space))"
 cargo build --workspace --bins
-echo "== tests"
+echo "== tests (disk free: $(space))"
 cargo nextest run --workspace --no-fail-fast
-echo "== fips: TLS crates with BoringSSL as the rustls crypto provider"
+echo "== fips: TLS crates with BoringSSL as the rustls crypto provider (disk free: $(space))"
 cargo nextest run -p mesh-identity -p hbone --no-default-features --features fips --no-fail-fast
-echo "== fips: the waypoint (HBONE, JWKS fetches and JWT signatures through BoringSSL)"
+echo "== fips: the waypoint (HBONE, JWKS fetches and JWT signatures through BoringSSL) (disk free: $(space))"
 cargo nextest run -p waypoint --features fips --no-fail-fast

@@ -1,10 +1,7 @@
 //! The in-cluster CA root against the fake API server: generated once into a Secret and reused, published in a
 //! ConfigMap; a mounted `cacerts` directory wins over the Secret.
 
-#[path = "support/fake_api.rs"]
-mod fake_api;
-
-use fake_api::FakeApi;
+use crate::fake_api::FakeApi;
 use mesh_control::ca::cluster::{self, ROOT_CONFIGMAP, ROOT_SECRET};
 
 async fn client(api: &FakeApi) -> kube::Client {

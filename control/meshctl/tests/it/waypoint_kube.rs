@@ -4,10 +4,7 @@
 //! type, manifest), the namespace label, Gateways parsed by list, delete and unlabel, and bad
 //! input changing nothing.
 
-#[path = "support/fake_api.rs"]
-mod fake_api;
-
-use fake_api::FakeApi;
+use crate::fake_api::FakeApi;
 use meshctl::waypoint::{self, WaypointFor};
 use serde_json::json;
 
@@ -145,7 +142,7 @@ async fn delete_removes_the_waypoint_and_the_label_that_points_at_it() {
     waypoint::apply(&client, "shop", "wp", WaypointFor::Service, false)
         .await
         .unwrap();
-    fake_api::merge(
+    crate::fake_api::merge(
         api.objects
             .lock()
             .unwrap()

@@ -5,15 +5,12 @@
 //! config dump captured from a real ztunnel (tests/tests/meshctl_ztunnel_config.rs with
 //! MESH_CAPTURE_DUMP). Then the tables and raw JSON of each section.
 
-#[path = "support/fake_api.rs"]
-mod fake_api;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::fake_api::FakeApi;
 use bytes::Bytes;
-use fake_api::FakeApi;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use meshctl::ztunnel_cmd::{Section, Ztunnels};

@@ -3,16 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-#[path = "support/topo.rs"]
-mod topo;
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
+use crate::topo::*;
 use mesh_cni::netns::NamedNetns;
 use mesh_cni::rules::{Backend, PROBE_SOURCE, host};
-use topo::*;
 
 const POD: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 2);
 const NODE: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 1);

@@ -7,12 +7,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/fake_api.rs"]
-mod fake_api;
-
 use std::time::Duration;
 
-use fake_api::FakeApi;
+use crate::fake_api::FakeApi;
 use mesh_control::deployer::report::{Target, run};
 use mesh_control::index::Resource;
 use mesh_control::source::Source;

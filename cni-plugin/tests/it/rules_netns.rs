@@ -3,15 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-#[path = "support/topo.rs"]
-mod topo;
-
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
+use crate::topo::*;
 use mesh_cni::netns::{NamedNetns, Netns};
 use mesh_cni::rules::{self, Backend, RedirectOptions};
-use topo::*;
 
 const WAIT: Duration = Duration::from_secs(3);
 const NOTHING: Duration = Duration::from_millis(300);

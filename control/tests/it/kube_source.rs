@@ -1,12 +1,9 @@
 //! The Kubernetes source against a fake API server speaking list/watch over HTTP (real kube-rs client and
 //! watchers): initial list, sync, watch events (add, modify, delete) reaching the index.
 
-#[path = "support/fake_api.rs"]
-mod fake_api;
-
 use std::time::Duration;
 
-use fake_api::FakeApi;
+use crate::fake_api::FakeApi;
 use mesh_control::index::Resource;
 use mesh_control::source::Source;
 use mesh_control::source::kube::KubeSource;

@@ -1,0 +1,9 @@
+//! meshctl's integration tests in one test binary (one link, less disk); each file is a module.
+
+// Test code: a failed setup step should stop the test with its message.
+#![allow(clippy::unwrap_used)]
+
+mod explain;
+mod fake_api;
+mod waypoint_kube;
+mod ztunnel_config;
