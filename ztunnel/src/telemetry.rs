@@ -2,6 +2,7 @@
 //! per-connection access-log record.
 
 mod access_log;
+mod text;
 
 use std::io::IsTerminal;
 
@@ -101,9 +102,16 @@ where
 {
     let (filter, handle) = reload::Layer::new(parse_filter(directives)?);
     let output: Box<dyn Layer<Filtered> + Send + Sync> = match format {
+        // Colours for a terminal; otherwise the same lines from a cheaper formatter.
+        LogFormat::Text if ansi => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(true)
+            .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(writer)
-            .with_ansi(ansi)
+            .with_ansi(false)
+            .event_format(text::TextFormat)
+            .fmt_fields(text::TextFields)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
