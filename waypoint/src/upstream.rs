@@ -221,9 +221,13 @@ impl Upstreams {
 
     fn put_idle_h1(&self, ep: &Endpoint, sender: http1::SendRequest<Body>) {
         let mut map = lock(&self.pools().h1);
-        let list = map.entry(ep.clone()).or_default();
-        if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push((sender, Instant::now()));
+        // The endpoint (three identity strings) is cloned only for its first idle connection.
+        match map.get_mut(ep) {
+            Some(list) if list.len() < MAX_IDLE_PER_ENDPOINT => list.push((sender, Instant::now())),
+            Some(_) => {}
+            None => {
+                map.insert(ep.clone(), vec![(sender, Instant::now())]);
+            }
         }
     }
 
