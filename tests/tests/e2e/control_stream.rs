@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use mesh_testbed::Pod;
 use mesh_testbed::mesh::{Mesh, MeshBuilder, PodSpec};
 
+use crate::echo::{send, serve};
+
 const ECHO_PORT: u16 = 8080;
 
 const DENY_CLIENT: &str = r#"
@@ -19,43 +21,6 @@ spec:
   action: DENY
   rules: [{from: [{source: {principals: ["cluster.local/ns/default/sa/client"]}}]}]
 "#;
-
-fn serve(pod: &Pod) -> mesh_testbed::Process {
-    let mut p = pod
-        .spawn(
-            mesh_testbed::bin_path("mesh-testapp"),
-            &["serve", "--port", "8080", "--banner"],
-        )
-        .expect("start echo server");
-    p.wait_for_output("listening on", Duration::from_secs(10))
-        .expect("echo server ready");
-    p
-}
-
-fn send(pod: &Pod, to: SocketAddr, data: &str) -> Result<String, String> {
-    let to = to.to_string();
-    let out = pod
-        .netns
-        .run_timeout(
-            mesh_testbed::bin_path("mesh-testapp"),
-            &[
-                "send",
-                "--to",
-                to.as_str(),
-                "--data",
-                data,
-                "--timeout-ms",
-                "5000",
-            ],
-            Duration::from_secs(10),
-        )
-        .expect("run mesh-testapp send");
-    if out.success() {
-        Ok(out.stdout)
-    } else {
-        Err(out.stderr)
-    }
-}
 
 fn logs(mesh: &Mesh) -> String {
     let control = mesh

@@ -7,6 +7,7 @@
 mod cni_capture;
 mod cni_lifecycle;
 mod control_stream;
+mod echo;
 mod meshctl_crash;
 mod meshctl_examples;
 mod meshctl_explain_local;

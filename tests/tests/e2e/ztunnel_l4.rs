@@ -10,47 +10,9 @@ use std::time::Duration;
 use mesh_testbed::mesh::{Mesh, MeshBuilder, PodSpec};
 use mesh_testbed::{Capture, Pod};
 
+use crate::echo::{send, serve};
+
 const ECHO_PORT: u16 = 8080;
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Starts the echo server (with a banner naming the pod) inside `pod`.
-fn serve(pod: &Pod) -> mesh_testbed::Process {
-    let mut p = pod
-        .spawn(
-            mesh_testbed::bin_path("mesh-testapp"),
-            &["serve", "--port", "8080", "--banner"],
-        )
-        .expect("start echo server");
-    p.wait_for_output("listening on", Duration::from_secs(10))
-        .expect("echo server ready");
-    p
-}
-
-/// Sends `data` from `pod` to `to`; Ok(reply) or Err(stderr).
-fn send(pod: &Pod, to: SocketAddr, data: &str) -> Result<String, String> {
-    let to = to.to_string();
-    let out = pod
-        .netns
-        .run_timeout(
-            mesh_testbed::bin_path("mesh-testapp"),
-            &[
-                "send",
-                "--to",
-                to.as_str(),
-                "--data",
-                data,
-                "--timeout-ms",
-                "5000",
-            ],
-            SEND_TIMEOUT,
-        )
-        .expect("run mesh-testapp send");
-    if out.success() {
-        Ok(out.stdout)
-    } else {
-        Err(out.stderr)
-    }
-}
 
 fn addr(pod: &Pod, port: u16) -> SocketAddr {
     SocketAddr::new(pod.ip.into(), port)

@@ -16,30 +16,7 @@ use mesh_testbed::Pod;
 use mesh_testbed::mesh::{Mesh, MeshBuilder, PodSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn send(pod: &Pod, to: SocketAddr, data: &str) -> Result<String, String> {
-    let to = to.to_string();
-    let out = pod
-        .netns
-        .run_timeout(
-            mesh_testbed::bin_path("mesh-testapp"),
-            &[
-                "send",
-                "--to",
-                to.as_str(),
-                "--data",
-                data,
-                "--timeout-ms",
-                "5000",
-            ],
-            Duration::from_secs(10),
-        )
-        .expect("run mesh-testapp send");
-    if out.success() {
-        Ok(out.stdout)
-    } else {
-        Err(out.stderr)
-    }
-}
+use crate::echo::send;
 
 /// Serves HBONE on 15008 inside `pod` with the waypoint's identity until the runtime ends.
 fn start_waypoint(mesh: &Mesh, pod: &Pod) {
