@@ -32,8 +32,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let gateway = config.gateway();
     let drain = CancellationToken::new();
     let (state, certs) = sources(&config, &gateway, drain.clone()).await?;
+    // Awaited, not fetched on the runtime's thread: the CA may be control, a round trip away.
     certs
-        .server_config(&identity)
+        .ready(&identity)
+        .await
         .context("cannot obtain the waypoint's own certificate")?;
 
     let mut registry = Registry::default();
