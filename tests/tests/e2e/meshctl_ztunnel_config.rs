@@ -5,7 +5,7 @@
 //!
 //! Needs root and `cargo build -p meshctl -p ztunnel -p mesh-testbed` first.
 //! With `MESH_CAPTURE_DUMP=<file>` the node-2 config dump is saved there (it is the fixture of
-//! control/meshctl/tests/ztunnel_config.rs).
+//! control/meshctl/tests/it/ztunnel_config.rs).
 
 #![allow(clippy::unwrap_used)]
 
