@@ -156,6 +156,13 @@ impl Waypoint {
         format!("{}{}", self.process.stdout(), self.process.stderr())
     }
 
+    /// The waypoint's logs once `done` holds for them, or after a few seconds as they stand: log
+    /// records are written in batches, a fraction of a second after the request.
+    pub fn logs_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let out = self.process.stdout_when(done);
+        format!("{out}{}", self.process.stderr())
+    }
+
     /// The routes directory.
     pub fn routes_dir(&self) -> &Path {
         &self.routes

@@ -26,6 +26,9 @@ pub const LOG_DIR_ENV: &str = "MESH_TESTBED_LOG_DIR";
 pub const KEEP_LOGS_ENV: &str = "MESH_TESTBED_KEEP_LOGS";
 
 const POLL: Duration = Duration::from_millis(10);
+/// How long [`Process::stdout_when`] waits for a log record.
+pub const LOG_WAIT: Duration = Duration::from_secs(10);
+const LOG_POLL: Duration = Duration::from_millis(20);
 const TAIL_LINES: usize = 30;
 
 /// Errors of starting and supervising a process.
@@ -163,6 +166,25 @@ impl Process {
         std::fs::read(&self.stdout_path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
+    }
+
+    /// Stdout as soon as `done` holds for it, or as it stands after [`LOG_WAIT`] (for the
+    /// caller's assertion message). The proxies write their logs in batches, a fraction of a
+    /// second after the event, so a record is waited for rather than expected at once.
+    pub fn stdout_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + LOG_WAIT;
+        loop {
+            let out = self.stdout();
+            if done(&out) || Instant::now() >= deadline {
+                return out;
+            }
+            std::thread::sleep(LOG_POLL);
+        }
+    }
+
+    /// [`Process::stdout_when`] it contains `needle`.
+    pub fn stdout_containing(&self, needle: &str) -> String {
+        self.stdout_when(|out| out.contains(needle))
     }
 
     /// Everything written to stderr so far.

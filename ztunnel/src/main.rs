@@ -7,8 +7,12 @@ fn main() -> anyhow::Result<()> {
     let config = ztunnel::config::Config::parse();
     // The control side (handoff, control stream, admin) runs here; connections run on the
     // data-path workers that `app::run` starts (see `ztunnel::workers`).
-    tokio::runtime::Builder::new_current_thread()
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?
-        .block_on(ztunnel::app::run(config))
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(ztunnel::app::run(config)));
+    // Log records are written in batches; the last ones must not be lost at exit.
+    ztunnel::telemetry::flush();
+    result
 }

@@ -2,6 +2,7 @@
 //! per-connection access-log record.
 
 mod access_log;
+mod batch;
 mod text;
 
 use std::io::IsTerminal;
@@ -12,6 +13,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 pub use access_log::{AccessLog, Direction};
+pub use batch::{FLUSH_INTERVAL, flush};
 
 /// Filter used when neither the configuration nor `RUST_LOG` says otherwise.
 pub const DEFAULT_LOG_DIRECTIVES: &str = "info";
@@ -36,6 +38,9 @@ pub enum TelemetryError {
     /// A global subscriber was installed already.
     #[error("cannot install the logging subscriber: {0} (was logging initialised twice?)")]
     Init(tracing_subscriber::util::TryInitError),
+    /// The thread that writes batched log records could not start.
+    #[error("cannot start the log flusher thread: {0}")]
+    Flusher(std::io::Error),
 }
 
 /// Output format of the logs.
@@ -123,12 +128,24 @@ where
     Ok((subscriber, LogHandle { handle }))
 }
 
-/// Installs the process-wide logger writing to stdout (colours only on a terminal) and returns
-/// the handle that changes its filter at runtime. Also routes `log` crate records into it.
+/// Installs the process-wide logger writing to stdout and returns the handle that changes its
+/// filter at runtime. Also routes `log` crate records into it. A terminal gets coloured lines as
+/// they happen; anything else (a file, a pipe to the container runtime) gets them in batches
+/// (`batch`): written at most [`FLUSH_INTERVAL`] after they happen, and by [`flush`], which the
+/// process must call before it exits.
 pub fn init_logging(format: LogFormat, directives: &str) -> Result<LogHandle, TelemetryError> {
-    let ansi = std::io::stdout().is_terminal();
-    let (subscriber, handle) = build_subscriber(format, directives, std::io::stdout, ansi)?;
-    subscriber.try_init().map_err(TelemetryError::Init)?;
+    let handle = if std::io::stdout().is_terminal() {
+        let (subscriber, handle) = build_subscriber(format, directives, std::io::stdout, true)?;
+        subscriber.try_init().map_err(TelemetryError::Init)?;
+        handle
+    } else {
+        let batch = batch::Batch::new(Box::new(std::io::stdout()));
+        let writer = batch::BatchWriter(batch.clone());
+        let (subscriber, handle) = build_subscriber(format, directives, writer, false)?;
+        subscriber.try_init().map_err(TelemetryError::Init)?;
+        batch::install_stdout(batch).map_err(TelemetryError::Flusher)?;
+        handle
+    };
     Ok(handle)
 }
 

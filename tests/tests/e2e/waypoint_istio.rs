@@ -180,5 +180,6 @@ spec:
             .all(|(c, p)| *c == 200 && p.starts_with("echo-v1")),
         "{rest:?}"
     );
-    assert!(m.waypoint.logs().contains("outlier ejected"));
+    let logs = m.waypoint.logs_when(|l| l.contains("outlier ejected"));
+    assert!(logs.contains("outlier ejected"), "{logs}");
 }

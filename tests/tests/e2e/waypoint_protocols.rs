@@ -163,7 +163,9 @@ fn opaque_tcp_through_the_waypoint() {
         reply.contains("hello from tcp-eee-fff") && reply.contains("ping-sniffed"),
         "{reply}"
     );
-    let logs = m.waypoint.logs();
+    let logs = m
+        .waypoint
+        .logs_when(|l| l.matches("protocol=\"tcp\"").count() >= 2);
     assert_eq!(
         logs.matches("protocol=\"tcp\"").count(),
         2,

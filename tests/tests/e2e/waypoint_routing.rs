@@ -231,7 +231,7 @@ fn http_routes_match_filter_redirect_and_fail_as_specified() {
     );
     assert!(line("500").is_some(), "{metrics}");
     // One access-log record per request, with the request id.
-    let logs = m.waypoint.logs();
+    let logs = m.waypoint.logs_when(|l| l.contains(&request_id));
     assert!(
         logs.contains(&request_id),
         "access log carries the request id"

@@ -63,7 +63,10 @@ fn authorization_policies_allow_and_deny_http_requests() {
         403,
         "no ALLOW rule for the path"
     );
-    let logs = m.waypoint.logs();
+    let logs = m.waypoint.logs_when(|l| {
+        l.contains("denied by DENY policy default/deny-admin")
+            && l.contains("no ALLOW policy matched (tried default/allow-client-reads)")
+    });
     assert!(
         logs.contains("denied by DENY policy default/deny-admin"),
         "{logs}"
@@ -367,7 +370,9 @@ spec:
     // Same keys, but served with a certificate the waypoint cannot verify: no keys, 401.
     let r = get(&token("https://bad.example"));
     assert_eq!(r.status, 401, "{}", r.body);
-    let logs = m.waypoint.logs();
+    let logs = m
+        .waypoint
+        .logs_when(|l| l.contains("TLS with 127.0.0.1:8444 for JWKS failed"));
     assert!(
         logs.contains("TLS with 127.0.0.1:8444 for JWKS failed"),
         "{logs}"
