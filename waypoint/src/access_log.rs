@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ztunnel::telemetry::LogAddr;
+
 /// Everything the access log says about one finished request.
 #[derive(Clone, Debug, Default)]
 pub struct RequestLog {
@@ -59,12 +61,12 @@ macro_rules! request_event {
         tracing::event!(
             target: "access",
             $level,
-            src.addr = $log.src_addr.map(tracing::field::display),
+            src.addr = $log.src_addr.map(|a| tracing::field::display(LogAddr(a))),
             src.identity = $log.src_identity.as_deref(),
-            dst.addr = $log.dst_addr.map(tracing::field::display),
+            dst.addr = $log.dst_addr.map(|a| tracing::field::display(LogAddr(a))),
             dst.service = $log.dst_service.as_deref(),
             dst.workload = $log.dst_workload.as_deref(),
-            upstream = $log.upstream.map(tracing::field::display),
+            upstream = $log.upstream.map(|a| tracing::field::display(LogAddr(a))),
             route = $log.route.as_deref(),
             method = %$log.method,
             path = %$log.path,

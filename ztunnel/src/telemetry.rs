@@ -2,6 +2,7 @@
 //! per-connection access-log record.
 
 mod access_log;
+mod addr;
 mod batch;
 mod text;
 
@@ -13,6 +14,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 pub use access_log::{AccessLog, Direction};
+pub use addr::LogAddr;
 pub use batch::{FLUSH_INTERVAL, flush};
 
 /// Filter used when neither the configuration nor `RUST_LOG` says otherwise.

@@ -66,11 +66,13 @@ macro_rules! access_event {
         tracing::event!(
             target: "access",
             $level,
-            src.addr = %$log.src_addr,
+            src.addr = %$crate::telemetry::LogAddr($log.src_addr),
             src.workload = $log.src_workload.as_deref(),
             src.identity = $log.src_identity.as_deref(),
-            dst.addr = %$log.dst_addr,
-            dst.hbone_addr = $log.dst_hbone_addr.map(tracing::field::display),
+            dst.addr = %$crate::telemetry::LogAddr($log.dst_addr),
+            dst.hbone_addr = $log
+                .dst_hbone_addr
+                .map(|a| tracing::field::display($crate::telemetry::LogAddr(a))),
             dst.service = $log.dst_service.as_deref(),
             dst.workload = $log.dst_workload.as_deref(),
             dst.identity = $log.dst_identity.as_deref(),
