@@ -8,12 +8,16 @@
 mod connection;
 mod labels;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub use connection::ConnectionMetrics;
+use connection::Series;
 pub use labels::{
     LabelValue, PeerLabels, Reporter, RequestProtocol, ResponseFlags, SecurityPolicy,
     TrafficLabels, UNKNOWN,
@@ -42,6 +46,11 @@ pub struct Metrics {
     received: Family<TrafficLabels, Counter>,
     active_connections: Gauge,
     pods_enrolled: Gauge,
+    /// The four counters of each label set seen, so that opening a connection hashes its label
+    /// set once (with a fast hasher) instead of once per family with SipHash: ~16k instructions
+    /// per connection before. Holds exactly the label sets the families hold, which are never
+    /// removed either.
+    series: Mutex<HashMap<TrafficLabels, Arc<Series>, foldhash::fast::RandomState>>,
 }
 
 impl Metrics {
@@ -55,6 +64,7 @@ impl Metrics {
             received: Family::default(),
             active_connections: Gauge::default(),
             pods_enrolled: Gauge::default(),
+            series: Mutex::new(HashMap::default()),
         };
         registry.register(
             "istio_tcp_connections_opened",
@@ -92,14 +102,29 @@ impl Metrics {
     /// Counts a connection opened with `labels` and returns its recorder; dropping the recorder
     /// counts it closed.
     pub fn connection(&self, labels: TrafficLabels) -> ConnectionMetrics {
+        let series = self.series(&labels);
         ConnectionMetrics::open(
             labels,
-            &self.opened,
+            series,
             self.closed.clone(),
-            &self.sent,
-            &self.received,
             self.active_connections.clone(),
         )
+    }
+
+    /// The counters of `labels`, created in every family on first use.
+    fn series(&self, labels: &TrafficLabels) -> Arc<Series> {
+        let mut map = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(series) = map.get(labels) {
+            return series.clone();
+        }
+        let series = Arc::new(Series {
+            opened: self.opened.get_or_create_owned(labels),
+            closed: OnceLock::new(),
+            sent: self.sent.get_or_create_owned(labels),
+            received: self.received.get_or_create_owned(labels),
+        });
+        map.insert(labels.clone(), series.clone());
+        series
     }
 
     /// The `ztunnel_pods_enrolled` gauge: set it when pods are added or removed.

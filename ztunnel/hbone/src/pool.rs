@@ -220,7 +220,10 @@ impl Pool {
                 }
                 Plan::Dial(ticket) => {
                     let id = ticket.id;
-                    match conn::dial(&self.inner, key, id).await {
+                    // Boxed: the TLS and HTTP/2 handshakes make the dial future several KiB, and
+                    // inline it would enlarge every tunnel's task, which tokio copies whole when
+                    // it spawns, finishes and drops a task, for the rare connection that dials.
+                    match Box::pin(conn::dial(&self.inner, key, id)).await {
                         Ok(pooled) => return Ok(ticket.finish_ok(pooled)),
                         Err(e) => {
                             let e = Arc::new(e);

@@ -1,6 +1,7 @@
 //! Per-connection metric recording.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -8,11 +9,22 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use super::labels::{Reporter, ResponseFlags, TrafficLabels};
 
+/// The counters of one label set in each of the four connection families, shared by every
+/// connection with that label set (see [`super::Metrics`]).
+#[derive(Debug)]
+pub(super) struct Series {
+    pub(super) opened: Counter,
+    /// Created at the first close, so that no `closed` series shows before one happened.
+    pub(super) closed: OnceLock<Counter>,
+    pub(super) sent: Counter,
+    pub(super) received: Counter,
+}
+
 /// Records one proxied connection: created by [`super::Metrics::connection`] when the connection
 /// opens (counting it opened and active), fed with byte counts while it runs, and counted closed
 /// (with its final `response_flags`) when dropped.
 ///
-/// The byte counters for its label set are resolved once at creation, so each `add_*` call is two
+/// The counters for its label set are resolved once at creation, so each `add_*` call is two
 /// relaxed atomic adds. Share it between the two copy directions by reference (`&self`).
 ///
 /// Direction convention (the same as Istio's ztunnel, for both reporters):
@@ -22,10 +34,12 @@ use super::labels::{Reporter, ResponseFlags, TrafficLabels};
 #[derive(Debug)]
 pub struct ConnectionMetrics {
     labels: TrafficLabels,
+    /// Counters of the label set the connection opened with.
+    series: Arc<Series>,
+    /// `response_flags` at opening: a close with other flags is another series of `closed`.
+    opened_flags: ResponseFlags,
     closed: Family<TrafficLabels, Counter>,
     active: Gauge,
-    sent_total: Counter,
-    received_total: Counter,
     sent: AtomicU64,
     received: AtomicU64,
 }
@@ -33,22 +47,18 @@ pub struct ConnectionMetrics {
 impl ConnectionMetrics {
     pub(super) fn open(
         labels: TrafficLabels,
-        opened: &Family<TrafficLabels, Counter>,
+        series: Arc<Series>,
         closed: Family<TrafficLabels, Counter>,
-        sent_family: &Family<TrafficLabels, Counter>,
-        received_family: &Family<TrafficLabels, Counter>,
         active: Gauge,
     ) -> Self {
-        opened.get_or_create(&labels).inc();
+        series.opened.inc();
         active.inc();
-        let sent_total = sent_family.get_or_create_owned(&labels);
-        let received_total = received_family.get_or_create_owned(&labels);
         Self {
+            opened_flags: labels.response_flags,
             labels,
+            series,
             closed,
             active,
-            sent_total,
-            received_total,
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
         }
@@ -57,13 +67,13 @@ impl ConnectionMetrics {
     /// Counts `n` bytes sent from the destination back to the client.
     pub fn add_sent(&self, n: u64) {
         self.sent.fetch_add(n, Ordering::Relaxed);
-        self.sent_total.inc_by(n);
+        self.series.sent.inc_by(n);
     }
 
     /// Counts `n` bytes received from the client and forwarded toward the destination.
     pub fn add_received(&self, n: u64) {
         self.received.fetch_add(n, Ordering::Relaxed);
-        self.received_total.inc_by(n);
+        self.series.received.inc_by(n);
     }
 
     /// Bytes counted by [`ConnectionMetrics::add_sent`] so far on this connection.
@@ -99,7 +109,16 @@ impl ConnectionMetrics {
 
 impl Drop for ConnectionMetrics {
     fn drop(&mut self) {
-        self.closed.get_or_create(&self.labels).inc();
+        if self.labels.response_flags == self.opened_flags {
+            let closed = &self.closed;
+            let labels = &self.labels;
+            self.series
+                .closed
+                .get_or_init(|| closed.get_or_create_owned(labels))
+                .inc();
+        } else {
+            self.closed.get_or_create(&self.labels).inc();
+        }
         self.active.dec();
     }
 }

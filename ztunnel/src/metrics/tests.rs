@@ -181,3 +181,38 @@ fn empty_and_missing_values_encode_as_unknown() {
     let text = encode_text(&registry).expect("encode");
     assert!(text.contains("source_workload=\"unknown\""), "{text}");
 }
+
+#[test]
+fn connections_with_one_label_set_add_up_and_other_sets_stay_apart() {
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    for n in [10, 20, 30] {
+        let conn = metrics.connection(outbound_labels());
+        conn.add_received(n);
+        // Each connection still reports only its own bytes to its access-log record.
+        assert_eq!(conn.received(), n);
+    }
+    let plain = outbound_labels().with_security_policy(SecurityPolicy::None);
+    metrics.connection(plain).add_received(5);
+
+    let text = encode_text(&registry).expect("encode");
+    let received: Vec<(String, String)> = samples(&text)
+        .into_iter()
+        .filter(|(n, _, _)| n == "istio_tcp_received_bytes_total")
+        .map(|(_, l, v)| (l["connection_security_policy"].clone(), v))
+        .collect();
+    assert_eq!(received.len(), 2, "{text}");
+    assert!(
+        received.contains(&("mutual_tls".into(), "60".into())),
+        "{text}"
+    );
+    assert!(received.contains(&("none".into(), "5".into())), "{text}");
+    let opened = value_of(&text, "istio_tcp_connections_opened_total", "-");
+    assert!(opened.is_some());
+    let closed: u64 = samples(&text)
+        .into_iter()
+        .filter(|(n, _, _)| n == "istio_tcp_connections_closed_total")
+        .map(|(_, _, v)| v.parse::<u64>().expect("counter value"))
+        .sum();
+    assert_eq!(closed, 4, "{text}");
+}
