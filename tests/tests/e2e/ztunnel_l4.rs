@@ -91,6 +91,41 @@ fn pod_to_pod_across_nodes_is_mtls_and_never_plaintext() {
         log2.contains("spiffe://cluster.local/ns/default/sa/client"),
         "access log names the peer:\n{log2}"
     );
+    // The record names both ends as `ip:port` (`src.addr` with the client's ephemeral port).
+    let record = log2
+        .lines()
+        .find(|l| l.contains("connection complete") && l.contains("direction=\"inbound\""))
+        .unwrap_or_else(|| panic!("no inbound access record:\n{log2}"));
+    let dst = addr(mesh.pod(server), ECHO_PORT);
+    assert!(record.contains(&format!("dst.addr={dst} ")), "{record}");
+    let src = format!("src.addr={}:", mesh.pod(client).ip);
+    assert!(record.contains(&src), "{record}");
+    // The connection has ended, so it is counted closed with the labels it opened with (the
+    // counter moves as the record is written; wait a little for it all the same).
+    let closed_line = |metrics: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("istio_tcp_connections_closed_total")
+                    && l.contains("reporter=\"destination\"")
+            })
+            .map(str::to_owned)
+    };
+    let mut metrics = mesh.node(2).metrics().unwrap();
+    for _ in 0..50 {
+        if closed_line(&metrics).is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        metrics = mesh.node(2).metrics().unwrap();
+    }
+    let closed =
+        closed_line(&metrics).unwrap_or_else(|| panic!("no inbound close metric:\n{metrics}"));
+    assert!(closed.ends_with(" 1"), "{closed}");
+    assert!(
+        closed.contains("source_principal=\"spiffe://cluster.local/ns/default/sa/client\""),
+        "{closed}"
+    );
 }
 
 #[test]
