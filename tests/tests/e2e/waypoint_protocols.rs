@@ -171,6 +171,22 @@ fn opaque_tcp_through_the_waypoint() {
         2,
         "two TCP access records:\n{logs}"
     );
+    // Each record names the client, the address it dialled and the endpoint it reached, as
+    // ip:port (what the address formatter writes).
+    let client = format!("src.addr={}:", m.client().ip);
+    for port in [9000, 9001] {
+        let record = logs
+            .lines()
+            .find(|l| {
+                l.contains("protocol=\"tcp\"") && l.contains(&format!("dst.addr=10.96.0.20:{port}"))
+            })
+            .unwrap_or_else(|| panic!("no TCP record for port {port}:\n{logs}"));
+        assert!(record.contains(&client), "{record}");
+        assert!(
+            record.contains("upstream=10.") && record.contains(":9000 "),
+            "{record}"
+        );
+    }
     let metrics = m.waypoint.metrics();
     let opened = metrics
         .lines()

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use ztunnel::telemetry::LogAddr;
 
 use crate::proxy::{Downstream, Proxy};
 use crate::resolve::{self, Picked, Target};
@@ -61,15 +62,15 @@ where
         Ok((p, sent, recv)) => tracing::event!(
             target: "access",
             tracing::Level::INFO,
-            src.addr = %down.client, src.identity = %down.peer, dst.addr = %down.authority,
-            upstream = %p.endpoint.addr, dst.workload = %p.workload, protocol = "tcp",
+            src.addr = %LogAddr(down.client), src.identity = %down.peer,
+            dst.addr = %LogAddr(down.authority), upstream = %LogAddr(p.endpoint.addr), dst.workload = %p.workload, protocol = "tcp",
             bytes_recv = sent, bytes_sent = recv, duration, "connection complete"
         ),
         Err(error) => tracing::event!(
             target: "access",
             tracing::Level::WARN,
-            src.addr = %down.client, src.identity = %down.peer, dst.addr = %down.authority,
-            protocol = "tcp", duration, error, "connection complete"
+            src.addr = %LogAddr(down.client), src.identity = %down.peer,
+            dst.addr = %LogAddr(down.authority), protocol = "tcp", duration, error, "connection complete"
         ),
     }
 }
