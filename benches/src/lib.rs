@@ -9,6 +9,7 @@ pub mod http;
 pub mod measure;
 pub mod proc_status;
 pub mod report;
+pub mod rounds;
 pub mod spin;
 pub mod variant;
 
@@ -54,6 +55,11 @@ pub struct Options {
     /// that latency is comparable between variants).
     #[arg(long)]
     pub no_spin: bool,
+    /// Rounds: every selected variant is measured once per round, in order, and with more than
+    /// one round the table gives per measure the median, the range and the median of the
+    /// same-round ratios (this guest's figures drift between runs minutes apart).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// Also print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -70,19 +76,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             "mesh-benches creates network namespaces: run it as root (or with CAP_NET_ADMIN and CAP_SYS_ADMIN)"
         );
     }
-    let mut variants = all_variants();
-    if !opts.variants.is_empty() {
-        let known: Vec<String> = variants.iter().map(|v| v.name().to_owned()).collect();
-        for wanted in &opts.variants {
-            if !known.contains(wanted) {
-                bail!(
-                    "unknown variant {wanted:?}; known variants: {}",
-                    known.join(", ")
-                );
-            }
-        }
-        variants.retain(|v| opts.variants.iter().any(|w| w == v.name()));
-    }
+    // Unknown names fail here, before any setup.
+    selected_variants(opts)?;
     let settings = Settings {
         duration: Duration::from_secs(opts.seconds.max(1)),
         rate: opts.rate,
@@ -98,19 +93,56 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     } else {
         Some(spin::Spinners::start()?)
     };
-    let mut all = Vec::new();
-    for variant in variants {
-        let name = variant.name().to_owned();
-        eprintln!("mesh-benches: running variant {name}");
-        let results = measure::run_variant(variant, &settings)
-            .with_context(|| format!("variant {name} failed"))?;
-        all.push(results);
+    let rounds = opts.rounds.max(1);
+    let mut all_rounds = Vec::with_capacity(rounds);
+    for round in 1..=rounds {
+        let mut all = Vec::new();
+        for variant in selected_variants(opts)? {
+            let name = variant.name().to_owned();
+            eprintln!("mesh-benches: round {round}/{rounds}: running variant {name}");
+            let results = measure::run_variant(variant, &settings)
+                .with_context(|| format!("variant {name} failed in round {round}"))?;
+            all.push(results);
+        }
+        if rounds > 1 {
+            eprint!(
+                "mesh-benches: round {round}/{rounds}:\n{}",
+                report::table(&all)
+            );
+        }
+        all_rounds.push(all);
     }
-    print!("{}", report::table(&all));
+    let results = if rounds > 1 {
+        let summary = rounds::summarise(&all_rounds);
+        print!("{}", report::summary_table(&summary));
+        summary.as_results()
+    } else {
+        let all = all_rounds.pop().unwrap_or_default();
+        print!("{}", report::table(&all));
+        all
+    };
     if opts.json {
-        println!("{}", report::json(&all));
+        println!("{}", report::json(&results));
     }
     Ok(())
+}
+
+/// The variants named by `--variants` (all when none), fresh instances in the known order.
+fn selected_variants(opts: &Options) -> anyhow::Result<Vec<Box<dyn Variant>>> {
+    let mut variants = all_variants();
+    if !opts.variants.is_empty() {
+        let known: Vec<String> = variants.iter().map(|v| v.name().to_owned()).collect();
+        for wanted in &opts.variants {
+            if !known.contains(wanted) {
+                bail!(
+                    "unknown variant {wanted:?}; known variants: {}",
+                    known.join(", ")
+                );
+            }
+        }
+        variants.retain(|v| opts.variants.iter().any(|w| w == v.name()));
+    }
+    Ok(variants)
 }
 
 fn is_root() -> bool {

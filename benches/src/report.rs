@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::measure::Results;
+use crate::rounds::Summary;
 
 /// A table: one row per measure, one column per variant, then one ratio column per
 /// non-baseline variant (`value / baseline value`; for latency a ratio above 1 is worse).
@@ -45,6 +46,11 @@ pub fn table(all: &[Results]) -> String {
         }));
         lines.push(line);
     }
+    format_lines(&lines)
+}
+
+/// Aligns `lines` into columns: the first left-aligned, the rest right-aligned.
+fn format_lines(lines: &[Vec<String>]) -> String {
     let cols = lines.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -57,7 +63,7 @@ pub fn table(all: &[Results]) -> String {
         })
         .collect();
     let mut out = String::new();
-    for line in &lines {
+    for line in lines {
         let cells: Vec<String> = line
             .iter()
             .enumerate()
@@ -72,6 +78,35 @@ pub fn table(all: &[Results]) -> String {
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
     out
+}
+
+/// A table of several rounds: per variant the median (for counts, the total) and the range
+/// over the rounds, then the median of the per-round ratios to the first variant.
+pub fn summary_table(s: &Summary) -> String {
+    let Some(base) = s.variants.first() else {
+        return String::from("no results\n");
+    };
+    let mut header = vec![format!("measure (median of {} rounds)", s.rounds)];
+    header.extend(s.variants.iter().cloned());
+    header.extend(s.variants.iter().skip(1).map(|v| format!("{v}/{base}")));
+    let mut lines = vec![header];
+    for m in &s.measures {
+        let mut line = vec![format!("{} ({})", m.name, m.unit)];
+        line.extend(m.values.iter().zip(&m.ranges).map(|(v, r)| match (v, r) {
+            (Some(v), Some((lo, hi))) if s.rounds > 1 && lo != hi => {
+                format!("{v:.2} [{lo:.2}-{hi:.2}]")
+            }
+            (Some(v), _) => format!("{v:.2}"),
+            (None, _) => "-".into(),
+        }));
+        line.extend(
+            m.ratios
+                .iter()
+                .map(|r| r.map_or("-".into(), |r| format!("{r:.2}x"))),
+        );
+        lines.push(line);
+    }
+    format_lines(&lines)
 }
 
 /// The results as a JSON array of `{variant, rows: [{name, value, unit, higher_is_better}]}`.
