@@ -99,9 +99,11 @@ fn measure(rounds: &[Vec<Results>], n: usize, row: &Row) -> Measure {
     let mut ranges = Vec::with_capacity(n);
     for i in 0..n {
         let mut v = per_variant(i);
-        ranges.push(v.iter().copied().fold(None, |acc: Option<(f64, f64)>, x| {
-            Some(acc.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))))
-        }));
+        ranges.push(
+            v.iter()
+                .map(|&x| (x, x))
+                .reduce(|(lo, hi), (x, _)| (lo.min(x), hi.max(x))),
+        );
         values.push(if is_count(&unit) {
             (!v.is_empty()).then(|| v.iter().sum())
         } else {

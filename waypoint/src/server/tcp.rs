@@ -63,14 +63,16 @@ where
             target: "access",
             tracing::Level::INFO,
             src.addr = %LogAddr(down.client), src.identity = %down.peer,
-            dst.addr = %LogAddr(down.authority), upstream = %LogAddr(p.endpoint.addr), dst.workload = %p.workload, protocol = "tcp",
+            dst.addr = %LogAddr(down.authority), upstream = %LogAddr(p.endpoint.addr),
+            dst.workload = %p.workload, protocol = "tcp",
             bytes_recv = sent, bytes_sent = recv, duration, "connection complete"
         ),
         Err(error) => tracing::event!(
             target: "access",
             tracing::Level::WARN,
             src.addr = %LogAddr(down.client), src.identity = %down.peer,
-            dst.addr = %LogAddr(down.authority), protocol = "tcp", duration, error, "connection complete"
+            dst.addr = %LogAddr(down.authority), protocol = "tcp", duration, error,
+            "connection complete"
         ),
     }
 }
