@@ -12,6 +12,7 @@ use crate::identity::CertManager;
 use crate::inpod::{client, pods::PodManager};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::socket::{Congestion, CongestionChoice};
 use crate::telemetry;
 use crate::workers::Workers;
 
@@ -51,6 +52,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         pool: hbone::PoolConfig::default(),
         serve,
         workers: workers.clone(),
+        tunnel_congestion: tunnel_congestion(&config.tunnel_congestion),
     });
     let pods = Arc::new(PodManager::new(proxy));
 
@@ -115,6 +117,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = tokio::task::spawn_blocking(move || workers.shutdown()).await;
     tracing::info!("ztunnel stopped");
     Ok(())
+}
+
+/// The algorithm for HBONE sockets if the kernel lets ztunnel set it; otherwise a warning and the
+/// kernel's default (a tuning choice never stops ztunnel).
+fn tunnel_congestion(choice: &CongestionChoice) -> Option<Congestion> {
+    let cc = choice.algorithm()?;
+    match cc.probe() {
+        Ok(()) => {
+            tracing::info!(algorithm = %cc, "HBONE sockets use this TCP congestion control");
+            Some(cc.clone())
+        }
+        Err(error) => {
+            tracing::warn!(
+                algorithm = %cc,
+                %error,
+                "cannot use this TCP congestion control (not in tcp_available_congestion_control, \
+                 or not allowed without CAP_NET_ADMIN); HBONE sockets keep the kernel default"
+            );
+            None
+        }
+    }
 }
 
 async fn wait_for_stop(drain: &CancellationToken) {

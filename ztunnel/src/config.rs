@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::socket::{CongestionChoice, DEFAULT_TUNNEL_CONGESTION};
+
 /// Default admin address: loopback only, it can drain the proxy.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:15000";
 /// Default metrics address (DESIGN.md 3): scraped from the node's network.
@@ -114,6 +116,14 @@ pub struct Config {
     /// Two, like Istio's ztunnel: a node proxy should leave the cores to the workloads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+
+    /// TCP congestion control of the HBONE connections between nodes (a name from
+    /// /proc/sys/net/ipv4/tcp_available_congestion_control, or `kernel` for the node's default).
+    /// CUBIC by default: BBR without an `fq` qdisc paces from a timer and halved a tunnel's
+    /// throughput in the benchmarks. Checked at start; if the kernel refuses it, tunnels keep the
+    /// default and a warning says why.
+    #[arg(long, env = "ZTUNNEL_TUNNEL_CONGESTION", default_value = DEFAULT_TUNNEL_CONGESTION)]
+    pub tunnel_congestion: CongestionChoice,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {

@@ -45,6 +45,8 @@ pub struct Proxy {
     pub serve: hbone::ServeOptions,
     /// The data-path workers every pod's listeners are spread over.
     pub workers: Arc<crate::workers::Workers>,
+    /// Congestion control of HBONE sockets (`None`: the kernel's default).
+    pub tunnel_congestion: Option<crate::socket::Congestion>,
 }
 
 impl Proxy {
@@ -81,6 +83,7 @@ impl PodContext {
         let connector = Arc::new(connector::PodConnector::new(
             netns.clone(),
             proxy.certs.clone(),
+            proxy.tunnel_congestion.clone(),
         ));
         let pools = (0..proxy.workers.len())
             .map(|_| hbone::Pool::new(connector.clone(), proxy.pool.clone()))

@@ -8,6 +8,7 @@
 //! it on the calling thread and returns the thread home before returning (aborting the process if
 //! that ever failed, so no thread can be left in the wrong namespace).
 
+mod congestion;
 mod connect;
 mod listener;
 mod netns;
@@ -16,6 +17,9 @@ mod orig_dst;
 use std::io;
 use std::net::SocketAddr;
 
+pub use congestion::{
+    BadCongestion, Congestion, CongestionChoice, DEFAULT_TUNNEL_CONGESTION, KERNEL_DEFAULT,
+};
 pub use connect::{ConnectBuilder, into_tokio_socket};
 pub use listener::ListenerBuilder;
 pub use netns::{PodNetns, in_netns};
@@ -136,6 +140,14 @@ impl From<SocketError> for io::Error {
 /// Wraps a failed `setsockopt` with its name and the socket's address.
 fn opt_err(option: &'static str, addr: SocketAddr) -> impl FnOnce(io::Error) -> SocketError {
     move |err| SocketError::SetOption { option, addr, err }
+}
+
+/// Sets `cc` on `socket`, logging instead of failing: ztunnel checked the algorithm at start
+/// ([`Congestion::probe`]), and a socket is never refused over a tuning choice.
+fn congestion_best_effort(cc: &Congestion, socket: &socket2::Socket, addr: SocketAddr) {
+    if let Err(error) = cc.apply(socket) {
+        tracing::debug!(%addr, algorithm = %cc, %error, "cannot set TCP_CONGESTION; the kernel default stays");
+    }
 }
 
 #[cfg(test)]

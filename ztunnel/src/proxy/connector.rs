@@ -10,15 +10,29 @@ use hbone::{Connector, PoolKey};
 use tokio::net::TcpStream;
 
 use crate::identity::CertManager;
-use crate::socket::{ConnectBuilder, PodNetns, SocketError, ZTUNNEL_MARK, into_tokio_socket};
+use crate::socket::{
+    Congestion, ConnectBuilder, PodNetns, SocketError, ZTUNNEL_MARK, into_tokio_socket,
+};
 
-/// Opens a TCP connection to `dst` from inside the pod's namespace, marked as ztunnel's own traffic.
+/// Opens a TCP connection to `dst` from inside the pod's namespace, marked as ztunnel's own traffic,
+/// with the kernel's congestion control (passthrough: the destination may be anywhere).
 pub async fn connect_in_pod(netns: &PodNetns, dst: SocketAddr) -> io::Result<TcpStream> {
+    connect_in_pod_with(netns, dst, None).await
+}
+
+/// [`connect_in_pod`] with a congestion control for the socket: HBONE connections and the pod's
+/// own applications.
+pub async fn connect_in_pod_with(
+    netns: &PodNetns,
+    dst: SocketAddr,
+    congestion: Option<Congestion>,
+) -> io::Result<TcpStream> {
     let socket = netns
         .run(move || -> Result<_, SocketError> {
             ConnectBuilder::new(dst)
                 .mark(Some(ZTUNNEL_MARK))
                 .nodelay(true)
+                .congestion(congestion)
                 .build()
         })
         .map_err(io::Error::other)?;
@@ -37,12 +51,21 @@ pub async fn connect_in_pod(netns: &PodNetns, dst: SocketAddr) -> io::Result<Tcp
 pub struct PodConnector {
     netns: Arc<PodNetns>,
     certs: Arc<CertManager>,
+    congestion: Option<Congestion>,
 }
 
 impl PodConnector {
-    /// A connector for the pod whose namespace `netns` is in.
-    pub fn new(netns: Arc<PodNetns>, certs: Arc<CertManager>) -> Self {
-        Self { netns, certs }
+    /// A connector for the pod whose namespace `netns` is in; its sockets get `congestion`.
+    pub fn new(
+        netns: Arc<PodNetns>,
+        certs: Arc<CertManager>,
+        congestion: Option<Congestion>,
+    ) -> Self {
+        Self {
+            netns,
+            certs,
+            congestion,
+        }
     }
 }
 
@@ -51,9 +74,9 @@ impl Connector for PodConnector {
     /// config after this, and it is then in the cache (the wait, if any, does not block the worker).
     fn connect(&self, key: &PoolKey) -> BoxFuture<'static, io::Result<TcpStream>> {
         let (netns, certs) = (self.netns.clone(), self.certs.clone());
-        let (dst, src) = (key.dst, key.src_identity.clone());
+        let (dst, src, cc) = (key.dst, key.src_identity.clone(), self.congestion.clone());
         Box::pin(async move {
-            let (cert, tcp) = tokio::join!(certs.ready(&src), connect_in_pod(&netns, dst));
+            let (cert, tcp) = tokio::join!(certs.ready(&src), connect_in_pod_with(&netns, dst, cc));
             cert.map_err(io::Error::other)?;
             tcp
         })

@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use super::addr::ClientAddr;
-use super::connector::connect_in_pod;
+use super::connector::connect_in_pod_with;
 use super::listeners::PROXY_PORTS;
 use super::resolve::{DstNames, workload_identity};
 use super::{PodContext, TLS_HANDSHAKE_TIMEOUT, labels};
@@ -171,7 +171,8 @@ async fn serve_tunnel(
         let _ = responder.refuse(e.status());
         return Err(e);
     }
-    let mut app = match connect_in_pod(&ctx.netns, req.authority).await {
+    let cc = ctx.proxy.tunnel_congestion.clone();
+    let mut app = match connect_in_pod_with(&ctx.netns, req.authority, cc).await {
         Ok(s) => s,
         Err(e) => {
             let e = InboundError::App(req.authority, e);

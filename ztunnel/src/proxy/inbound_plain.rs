@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use super::addr::{ClientAddr, OrigDst};
-use super::connector::connect_in_pod;
+use super::connector::connect_in_pod_with;
 use super::inbound::{InboundError, authorize};
 use super::listeners::PROXY_PORTS;
 use super::resolve::DstNames;
@@ -99,7 +99,8 @@ async fn run(
         false,
     ));
     drop(snap);
-    let mut app = connect_in_pod(&ctx.netns, target)
+    let cc = ctx.proxy.tunnel_congestion.clone();
+    let mut app = connect_in_pod_with(&ctx.netns, target, cc)
         .await
         .map_err(|e| InboundError::App(target, e))?;
     let copied = tokio::io::copy_bidirectional(&mut stream, &mut app).await;

@@ -41,11 +41,17 @@ pub fn open(ctx: &PodContext) -> Result<Vec<PodListeners>, (SocketAddr, io::Erro
 fn open_set(ctx: &PodContext) -> Result<PodListeners, (SocketAddr, io::Error)> {
     let bind = |port: u16| {
         let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        // HBONE and the pod's own applications get ztunnel's congestion control; 15006 serves
+        // plaintext clients from anywhere, which keep the kernel's default.
+        let congestion = (port != INBOUND_PLAIN_PORT)
+            .then(|| ctx.proxy.tunnel_congestion.clone())
+            .flatten();
         ctx.netns
             .run(move || -> Result<_, SocketError> {
                 ListenerBuilder::new(addr)
                     .mark(ZTUNNEL_MARK)
                     .reuse_port(true)
+                    .congestion(congestion)
                     .build()
             })
             .map_err(|e| (addr, io::Error::other(e)))

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{SocketError, ZTUNNEL_MARK, opt_err};
+use super::{Congestion, SocketError, ZTUNNEL_MARK, opt_err};
 
 /// Builds an unconnected, non-blocking TCP socket for a connection to `target`, marked
 /// [`ZTUNNEL_MARK`] with `TCP_NODELAY`, optionally bound to a foreign source address with
@@ -18,6 +18,7 @@ pub struct ConnectBuilder {
     mark: Option<u32>,
     nodelay: bool,
     transparent_source: Option<SocketAddr>,
+    congestion: Option<Congestion>,
 }
 
 impl ConnectBuilder {
@@ -28,7 +29,15 @@ impl ConnectBuilder {
             mark: Some(ZTUNNEL_MARK),
             nodelay: true,
             transparent_source: None,
+            congestion: None,
         }
+    }
+
+    /// Sets the TCP congestion control (`None`: the kernel's default). Best effort: a kernel that
+    /// refuses it leaves the default, the connection is not failed over a tuning choice.
+    pub fn congestion(mut self, congestion: Option<Congestion>) -> Self {
+        self.congestion = congestion;
+        self
     }
 
     /// Replaces the mark (`None` leaves the socket unmarked).
@@ -71,6 +80,9 @@ impl ConnectBuilder {
         socket
             .set_tcp_nodelay(self.nodelay)
             .map_err(opt_err("TCP_NODELAY", addr))?;
+        if let Some(cc) = &self.congestion {
+            super::congestion_best_effort(cc, &socket, addr);
+        }
         if let Some(source) = self.transparent_source {
             if addr.is_ipv4() {
                 socket

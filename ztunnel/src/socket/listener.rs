@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{DEFAULT_BACKLOG, SocketError, opt_err};
+use super::{Congestion, DEFAULT_BACKLOG, SocketError, opt_err};
 
 /// Builds a non-blocking TCP listener: `SO_REUSEADDR` and `SO_REUSEPORT` (so a new ztunnel can
 /// bind the same ports during an upgrade while the old one drains), an optional `SO_MARK`, and a
@@ -18,6 +18,7 @@ pub struct ListenerBuilder {
     mark: Option<u32>,
     backlog: i32,
     reuse_port: bool,
+    congestion: Option<Congestion>,
 }
 
 impl ListenerBuilder {
@@ -28,7 +29,15 @@ impl ListenerBuilder {
             mark: None,
             backlog: DEFAULT_BACKLOG,
             reuse_port: true,
+            congestion: None,
         }
+    }
+
+    /// Sets the TCP congestion control of the sockets this listener accepts (`None`: the
+    /// kernel's default); best effort, like [`super::ConnectBuilder::congestion`].
+    pub fn congestion(mut self, congestion: Option<Congestion>) -> Self {
+        self.congestion = congestion;
+        self
     }
 
     /// Sets `SO_MARK` on the listener (inherited by accepted sockets), e.g. [`super::ZTUNNEL_MARK`].
@@ -64,6 +73,9 @@ impl ListenerBuilder {
         }
         if let Some(mark) = self.mark {
             socket.set_mark(mark).map_err(opt_err("SO_MARK", addr))?;
+        }
+        if let Some(cc) = &self.congestion {
+            super::congestion_best_effort(cc, &socket, addr);
         }
         socket
             .set_nonblocking(true)

@@ -296,3 +296,50 @@ fn socket_error_converts_to_io_error_keeping_kind() {
     assert_eq!(io.kind(), std::io::ErrorKind::AddrInUse);
     assert!(io.to_string().contains("cannot bind 127.0.0.1:0"), "{io}");
 }
+
+/// The kernel's default congestion control as a new socket gets it.
+fn kernel_default_congestion() -> String {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("s");
+    Congestion::of(&s).expect("TCP_CONGESTION")
+}
+
+#[tokio::test]
+async fn tunnel_sockets_get_the_chosen_congestion_control_and_others_keep_the_default() {
+    // Reno is built into every kernel, always allowed, and nobody's default.
+    let reno = "reno"
+        .parse::<CongestionChoice>()
+        .expect("reno")
+        .algorithm()
+        .cloned();
+    let default = kernel_default_congestion();
+    assert_ne!(default, "reno", "this test needs a default other than reno");
+
+    for (cc, want) in [(reno.clone(), "reno".to_string()), (None, default.clone())] {
+        let listener = ListenerBuilder::new(loopback_any_port())
+            .congestion(cc.clone())
+            .build()
+            .expect("listener");
+        let target = listener.local_addr().expect("addr");
+        let socket = ConnectBuilder::new(target)
+            .mark(None)
+            .congestion(cc.clone())
+            .build()
+            .expect("socket");
+        assert_eq!(Congestion::of(&socket).expect("client"), want, "{cc:?}");
+        let stream = into_tokio_socket(socket)
+            .connect(target)
+            .await
+            .expect("connect");
+        // Accepted sockets inherit the listener's algorithm.
+        let accepted = accept_with_timeout(&listener);
+        assert_eq!(
+            Congestion::of(&SockRef::from(&accepted)).expect("accepted"),
+            want,
+            "{cc:?}"
+        );
+        assert_eq!(
+            Congestion::of(&SockRef::from(&stream)).expect("connected"),
+            want
+        );
+    }
+}
