@@ -119,13 +119,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The algorithm for HBONE sockets if the kernel lets ztunnel set it; otherwise a warning and the
+/// The algorithm for the tunnel path's sockets if the kernel lets ztunnel set it; otherwise a warning and the
 /// kernel's default (a tuning choice never stops ztunnel).
 fn tunnel_congestion(choice: &CongestionChoice) -> Option<Congestion> {
     let cc = choice.algorithm()?;
     match cc.probe() {
         Ok(()) => {
-            tracing::info!(algorithm = %cc, "HBONE sockets use this TCP congestion control");
+            tracing::info!(algorithm = %cc, "tunnel sockets use this TCP congestion control");
             Some(cc.clone())
         }
         Err(error) => {
@@ -133,7 +133,7 @@ fn tunnel_congestion(choice: &CongestionChoice) -> Option<Congestion> {
                 algorithm = %cc,
                 %error,
                 "cannot use this TCP congestion control (not in tcp_available_congestion_control, \
-                 or not allowed without CAP_NET_ADMIN); HBONE sockets keep the kernel default"
+                 or not allowed without CAP_NET_ADMIN); tunnel sockets keep the kernel default"
             );
             None
         }

@@ -117,10 +117,11 @@ pub struct Config {
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
 
-    /// TCP congestion control of the HBONE connections between nodes (a name from
+    /// TCP congestion control of the sockets ztunnel owns on the tunnel path: HBONE connections,
+    /// the 15001/15008 listeners and connections to the pod's app (a name from
     /// /proc/sys/net/ipv4/tcp_available_congestion_control, or `kernel` for the node's default).
     /// CUBIC by default: BBR without an `fq` qdisc paces from a timer and halved a tunnel's
-    /// throughput in the benchmarks. Checked at start; if the kernel refuses it, tunnels keep the
+    /// throughput in the benchmarks. Checked at start; if the kernel refuses it, they keep the
     /// default and a warning says why.
     #[arg(long, env = "ZTUNNEL_TUNNEL_CONGESTION", default_value = DEFAULT_TUNNEL_CONGESTION)]
     pub tunnel_congestion: CongestionChoice,

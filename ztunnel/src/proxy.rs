@@ -45,7 +45,7 @@ pub struct Proxy {
     pub serve: hbone::ServeOptions,
     /// The data-path workers every pod's listeners are spread over.
     pub workers: Arc<crate::workers::Workers>,
-    /// Congestion control of HBONE sockets (`None`: the kernel's default).
+    /// Congestion control of the tunnel path's sockets (`None`: the kernel's default).
     pub tunnel_congestion: Option<crate::socket::Congestion>,
 }
 

@@ -43,9 +43,11 @@ fn open_set(ctx: &PodContext) -> Result<PodListeners, (SocketAddr, io::Error)> {
         let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
         // HBONE and the pod's own applications get ztunnel's congestion control; 15006 serves
         // plaintext clients from anywhere, which keep the kernel's default.
-        let congestion = (port != INBOUND_PLAIN_PORT)
-            .then(|| ctx.proxy.tunnel_congestion.clone())
-            .flatten();
+        let congestion = ctx
+            .proxy
+            .tunnel_congestion
+            .clone()
+            .filter(|_| port != INBOUND_PLAIN_PORT);
         ctx.netns
             .run(move || -> Result<_, SocketError> {
                 ListenerBuilder::new(addr)
