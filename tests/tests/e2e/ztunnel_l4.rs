@@ -465,3 +465,36 @@ fn enrolled_client_reaches_a_pod_outside_the_mesh_by_passthrough() {
         "passthrough counted:\n{metrics}"
     );
 }
+
+/// Both ends of the HBONE connection are ztunnel's sockets and use its `--tunnel-congestion`
+/// (CUBIC by default) rather than the node's default (BBR on the CI guests).
+#[test]
+fn hbone_sockets_use_the_tunnel_congestion_control() {
+    let mut b = MeshBuilder::new("l4cc", 2).unwrap();
+    let client = b.pod(1, PodSpec::new("client")).unwrap();
+    let server = b
+        .pod(2, PodSpec::new("server").label("app", "echo"))
+        .unwrap();
+    let mesh = b.start().unwrap();
+    let _srv = serve(mesh.pod(server));
+    send(mesh.pod(client), addr(mesh.pod(server), ECHO_PORT), "cc")
+        .unwrap_or_else(|e| panic!("send failed: {e}\n{}", logs(&mesh)));
+
+    // The pooled HBONE connection outlives the request.
+    for (pod, filter) in [(client, "dport"), (server, "sport")] {
+        let pod = mesh.pod(pod);
+        let out = pod
+            .netns
+            .command("ss")
+            .args(["-tniH", "state", "established", filter, "=", ":15008"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("cubic"),
+            "HBONE socket in {}: {text:?}\n{}",
+            pod.name,
+            logs(&mesh)
+        );
+    }
+}
