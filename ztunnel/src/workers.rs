@@ -60,8 +60,12 @@ impl Workers {
         let mut stops = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
+            // Sockets and timers only: signals and child processes belong to the main runtime,
+            // and with them every park of every worker would also poll the signal pipe and try
+            // the process-wide lock of tokio's orphan-reaping queue.
             let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
+                .enable_time()
                 .build()
                 .map_err(|e| WorkerError::Runtime(i, e))?;
             handles.push(rt.handle().clone());
@@ -135,6 +139,29 @@ mod tests {
         }
         workers.shutdown();
         assert_eq!(current(), 0, "outside a worker the index is 0");
+    }
+
+    #[test]
+    fn workers_drive_sockets_and_timers() {
+        let workers = Workers::start(1, "ztunnel-worker").expect("workers");
+        let (tx, rx) = std::sync::mpsc::channel();
+        workers.handles()[0].spawn(async move {
+            let run = async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let addr = listener.local_addr()?;
+                let (client, accepted) =
+                    tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+                let (_, peer) = accepted?;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                std::io::Result::Ok(peer == client?.local_addr()?)
+            };
+            let _ = tx.send(run.await.map_err(|e| e.to_string()));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("worker task finished");
+        assert_eq!(result, Ok(true));
+        workers.shutdown();
     }
 
     #[test]

@@ -19,7 +19,15 @@ pub const DEFAULT_MAX_SEND_BUFFER: usize = 1024 * 1024;
 /// Encrypted bytes rustls may queue before a write waits for the socket. rustls's default (64 KiB)
 /// made a bulk tunnel issue one `writev` per 64 KiB although the relay hands h2 up to 256 KiB at
 /// a time; each system call and each wake-up of the peer costs more than the bytes it moves.
+/// A relay read and its DATA frame header fill exactly this much: see [`MAX_RELAY_READ`].
 pub const TLS_WRITE_BUFFER: usize = 256 * 1024;
+/// Length of an HTTP/2 frame header.
+pub const FRAME_HEADER_LEN: usize = 9;
+/// Largest socket read the relay turns into one DATA frame. Header and payload then make exactly
+/// [`TLS_WRITE_BUFFER`] bytes, 16 full TLS records in one `writev`. With a full 256 KiB read the
+/// frame overshot rustls's limit by its header, and the last 9 bytes of every frame went out in a
+/// TLS record and a system call of their own (and the peer had to wait for them to decode it).
+pub const MAX_RELAY_READ: usize = TLS_WRITE_BUFFER - FRAME_HEADER_LEN;
 /// How long the TLS + HTTP/2 handshake of a new connection may take.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 

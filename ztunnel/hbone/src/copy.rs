@@ -17,7 +17,7 @@ use crate::stream::{H2Stream, RecvHalf, SendHalf};
 /// First read size from the socket: small, so that idle or interactive connections stay cheap.
 const INITIAL_READ_SIZE: usize = 8 * 1024;
 /// Largest read size; reached by doubling while reads keep filling the buffer (bulk transfer).
-const MAX_READ_SIZE: usize = 256 * 1024;
+const MAX_READ_SIZE: usize = crate::config::MAX_RELAY_READ;
 
 /// Bytes relayed in each direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -207,7 +207,7 @@ impl Upload {
                 continue;
             }
             if n == space && self.read_size < MAX_READ_SIZE {
-                self.read_size *= 2;
+                self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
             }
             self.chunk = self.buf.split().freeze();
         }

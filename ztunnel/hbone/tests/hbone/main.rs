@@ -5,6 +5,7 @@
 
 mod drain;
 mod pool;
+mod records;
 mod server_errors;
 mod support;
 mod tunnel;
