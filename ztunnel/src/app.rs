@@ -155,3 +155,55 @@ async fn wait_for_stop(drain: &CancellationToken) {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::capture::Capture;
+    use crate::telemetry::{LogFormat, build_subscriber};
+
+    /// Runs [`tunnel_congestion`] for `choice` with a capturing logger; returns its result and
+    /// the log lines.
+    fn probe_logged(choice: &str) -> (Option<Congestion>, Vec<String>) {
+        let choice: CongestionChoice = choice.parse().expect("valid choice");
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let (subscriber, _handle) =
+            build_subscriber(LogFormat::Text, "info", move || writer.clone(), false)
+                .expect("subscriber");
+        let result = tracing::subscriber::with_default(subscriber, || tunnel_congestion(&choice));
+        (result, capture.lines())
+    }
+
+    #[test]
+    fn an_algorithm_the_kernel_lacks_is_a_warning_and_the_kernel_default() {
+        let (result, lines) = probe_logged("nosuchcc");
+        assert_eq!(result, None);
+        assert!(
+            lines.iter().any(|l| l.contains("WARN")
+                && l.contains("nosuchcc")
+                && l.contains("kernel default")),
+            "no warning naming the algorithm: {lines:?}"
+        );
+    }
+
+    #[test]
+    fn an_available_algorithm_is_used_and_logged() {
+        // reno is built into every kernel and always allowed.
+        let (result, lines) = probe_logged("reno");
+        assert_eq!(result.as_ref().map(Congestion::name), Some("reno"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("INFO") && l.contains("reno")),
+            "no log line naming the algorithm: {lines:?}"
+        );
+    }
+
+    #[test]
+    fn kernel_means_no_probe_and_no_algorithm() {
+        let (result, lines) = probe_logged("kernel");
+        assert_eq!(result, None);
+        assert!(lines.is_empty(), "unexpected log: {lines:?}");
+    }
+}

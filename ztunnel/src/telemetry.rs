@@ -4,6 +4,8 @@
 mod access_log;
 mod addr;
 mod batch;
+#[cfg(test)]
+pub(crate) mod capture;
 mod text;
 
 use std::io::IsTerminal;

@@ -1,32 +1,7 @@
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::capture::Capture;
 use super::*;
-
-/// A writer that keeps everything written to it, for inspecting log output.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Capture {
-    fn lines(&self) -> Vec<String> {
-        let buf = self.0.lock().expect("capture lock");
-        String::from_utf8_lossy(&buf)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture lock").extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn sample_record() -> AccessLog {
     let mut log = AccessLog::new(
