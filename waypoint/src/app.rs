@@ -46,7 +46,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         0 => workers::default_count(),
         n => n,
     };
-    let upstreams = Upstreams::new(certs.clone(), identity.clone(), my_ip, n_workers);
+    let congestion = config.tunnel_congestion.checked();
+    let upstreams = Upstreams::new(
+        certs.clone(),
+        identity.clone(),
+        my_ip,
+        n_workers,
+        congestion.clone(),
+    );
     let proxy = Arc::new(Proxy {
         state: state.clone(),
         upstreams: Arc::new(upstreams),
@@ -89,7 +96,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // 1,000 requests/s instead of ~3.4, and ~15 % more CPU (benches/README.md).
     let workers = Workers::start(n_workers, "waypoint-worker")
         .context("cannot start the data-path workers")?;
-    let hbone_ls = server::bind(config.listen, workers.handles())
+    let hbone_ls = server::bind(config.listen, workers.handles(), congestion.as_ref())
         .with_context(|| format!("cannot bind the HBONE listener to {}", config.listen))?;
     let ready = Ready::new();
     tokio::spawn(admin::serve_admin(

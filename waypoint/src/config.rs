@@ -4,6 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ztunnel::socket::{CongestionChoice, DEFAULT_TUNNEL_CONGESTION};
+
 /// HBONE listener (DESIGN.md 3).
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:15008";
 /// Admin address: loopback only, it can drain the proxy.
@@ -142,6 +144,15 @@ pub struct Config {
     /// (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
+
+    /// TCP congestion control of the waypoint's HBONE sockets, both the connections it accepts
+    /// and the ones it opens to destinations (a name from
+    /// /proc/sys/net/ipv4/tcp_available_congestion_control, or `kernel` for the node's default).
+    /// CUBIC by default, like ztunnel's `--tunnel-congestion`: BBR without an `fq` qdisc paces
+    /// from a timer and reorders on veth. Checked at start; if the kernel refuses it, the sockets
+    /// keep the default and a warning says why.
+    #[arg(long, env = "WAYPOINT_TUNNEL_CONGESTION", default_value = DEFAULT_TUNNEL_CONGESTION)]
+    pub tunnel_congestion: CongestionChoice,
 }
 
 impl Config {

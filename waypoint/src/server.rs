@@ -16,10 +16,12 @@ use http::StatusCode;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use mesh_identity::SpiffeId;
+use socket2::SockRef;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use ztunnel::identity::CertManager;
+use ztunnel::socket::Congestion;
 
 use crate::proxy::{Downstream, Proxy};
 use crate::resolve::{self, Target};
@@ -57,8 +59,13 @@ const LISTEN_BACKLOG: u32 = 1024;
 
 /// One HBONE listener on `addr` per worker runtime of `workers` (`SO_REUSEPORT`: the kernel
 /// spreads connections over them), each registered with its worker. With port 0 the first
-/// listener picks the port and the others share it.
-pub fn bind(addr: SocketAddr, workers: &[Handle]) -> std::io::Result<Vec<TcpListener>> {
+/// listener picks the port and the others share it. The connections they accept get
+/// `congestion` (`None`: the kernel's default).
+pub fn bind(
+    addr: SocketAddr,
+    workers: &[Handle],
+    congestion: Option<&Congestion>,
+) -> std::io::Result<Vec<TcpListener>> {
     let mut addr = addr;
     let mut listeners = Vec::with_capacity(workers.len());
     for worker in workers {
@@ -70,6 +77,9 @@ pub fn bind(addr: SocketAddr, workers: &[Handle]) -> std::io::Result<Vec<TcpList
         };
         socket.set_reuseaddr(true)?;
         socket.set_reuseport(true)?;
+        if let Some(cc) = congestion {
+            cc.apply_best_effort(&SockRef::from(&socket), addr);
+        }
         socket.bind(addr)?;
         let listener = socket.listen(LISTEN_BACKLOG)?;
         addr = listener.local_addr()?;
@@ -191,6 +201,39 @@ impl Server {
         let io = h1guard::H1Guard::new(io);
         if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
             tracing::debug!(error = %e, "HTTP connection in tunnel ended with an error");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use socket2::SockRef;
+    use tokio::net::TcpStream;
+    use ztunnel::socket::{Congestion, CongestionChoice};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_hbone_connections_get_the_tunnel_congestion_control() {
+        let reno = "reno"
+            .parse::<CongestionChoice>()
+            .expect("reno")
+            .algorithm()
+            .cloned();
+        let workers = [Handle::current()];
+        for (cc, want_reno) in [(reno.as_ref(), true), (None, false)] {
+            let listeners = bind("127.0.0.1:0".parse().expect("addr"), &workers, cc).expect("bind");
+            let addr = listeners[0].local_addr().expect("addr");
+            let client = TcpStream::connect(addr).await.expect("connect");
+            let (accepted, _) = listeners[0].accept().await.expect("accept");
+            let got = Congestion::of(&SockRef::from(&accepted)).expect("accepted");
+            let default = Congestion::of(&SockRef::from(&client)).expect("client");
+            if want_reno {
+                assert_eq!(got, "reno");
+                assert_ne!(default, "reno", "reno must not be this machine's default");
+            } else {
+                assert_eq!(got, default, "without a choice the kernel default stays");
+            }
         }
     }
 }

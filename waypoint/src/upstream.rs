@@ -22,6 +22,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_identity::SpiffeId;
 use ztunnel::identity::CertManager;
+use ztunnel::socket::Congestion;
 
 pub use connector::WaypointConnector;
 pub use io::{Prefixed, Tunnel};
@@ -109,9 +110,17 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// Pools presenting identity `me` (certificates from `certs`) from address `my_ip`, one set
-    /// for each of `workers` data-path workers (at least one).
-    pub fn new(certs: Arc<CertManager>, me: SpiffeId, my_ip: IpAddr, workers: usize) -> Self {
-        let connector = Arc::new(WaypointConnector::new(certs));
+    /// for each of `workers` data-path workers (at least one). HBONE connections get the
+    /// `congestion` control (`None`: the kernel's default); plain TCP to endpoints outside the
+    /// mesh keeps the default, as ztunnel's passthrough does.
+    pub fn new(
+        certs: Arc<CertManager>,
+        me: SpiffeId,
+        my_ip: IpAddr,
+        workers: usize,
+        congestion: Option<Congestion>,
+    ) -> Self {
+        let connector = Arc::new(WaypointConnector::new(certs, congestion));
         let pools = (0..workers.max(1))
             .map(|_| Pools {
                 hbone: hbone::Pool::new(connector.clone(), hbone::PoolConfig::default()),

@@ -12,7 +12,6 @@ use crate::identity::CertManager;
 use crate::inpod::{client, pods::PodManager};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::socket::{Congestion, CongestionChoice};
 use crate::telemetry;
 use crate::workers::Workers;
 
@@ -52,7 +51,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         pool: hbone::PoolConfig::default(),
         serve,
         workers: workers.clone(),
-        tunnel_congestion: tunnel_congestion(&config.tunnel_congestion),
+        tunnel_congestion: config.tunnel_congestion.checked(),
     });
     let pods = Arc::new(PodManager::new(proxy));
 
@@ -119,27 +118,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The algorithm for the tunnel path's sockets if the kernel lets ztunnel set it; otherwise a warning and the
-/// kernel's default (a tuning choice never stops ztunnel).
-fn tunnel_congestion(choice: &CongestionChoice) -> Option<Congestion> {
-    let cc = choice.algorithm()?;
-    match cc.probe() {
-        Ok(()) => {
-            tracing::info!(algorithm = %cc, "tunnel sockets use this TCP congestion control");
-            Some(cc.clone())
-        }
-        Err(error) => {
-            tracing::warn!(
-                algorithm = %cc,
-                %error,
-                "cannot use this TCP congestion control (not in tcp_available_congestion_control, \
-                 or not allowed without CAP_NET_ADMIN); tunnel sockets keep the kernel default"
-            );
-            None
-        }
-    }
-}
-
 async fn wait_for_stop(drain: &CancellationToken) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -153,57 +131,5 @@ async fn wait_for_stop(drain: &CancellationToken) {
         _ = drain.cancelled() => tracing::info!("drain requested"),
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::telemetry::capture::Capture;
-    use crate::telemetry::{LogFormat, build_subscriber};
-
-    /// Runs [`tunnel_congestion`] for `choice` with a capturing logger; returns its result and
-    /// the log lines.
-    fn probe_logged(choice: &str) -> (Option<Congestion>, Vec<String>) {
-        let choice: CongestionChoice = choice.parse().expect("valid choice");
-        let capture = Capture::default();
-        let writer = capture.clone();
-        let (subscriber, _handle) =
-            build_subscriber(LogFormat::Text, "info", move || writer.clone(), false)
-                .expect("subscriber");
-        let result = tracing::subscriber::with_default(subscriber, || tunnel_congestion(&choice));
-        (result, capture.lines())
-    }
-
-    #[test]
-    fn an_algorithm_the_kernel_lacks_is_a_warning_and_the_kernel_default() {
-        let (result, lines) = probe_logged("nosuchcc");
-        assert_eq!(result, None);
-        assert!(
-            lines.iter().any(|l| l.contains("WARN")
-                && l.contains("nosuchcc")
-                && l.contains("kernel default")),
-            "no warning naming the algorithm: {lines:?}"
-        );
-    }
-
-    #[test]
-    fn an_available_algorithm_is_used_and_logged() {
-        // reno is built into every kernel and always allowed.
-        let (result, lines) = probe_logged("reno");
-        assert_eq!(result.as_ref().map(Congestion::name), Some("reno"));
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.contains("INFO") && l.contains("reno")),
-            "no log line naming the algorithm: {lines:?}"
-        );
-    }
-
-    #[test]
-    fn kernel_means_no_probe_and_no_algorithm() {
-        let (result, lines) = probe_logged("kernel");
-        assert_eq!(result, None);
-        assert!(lines.is_empty(), "unexpected log: {lines:?}");
     }
 }

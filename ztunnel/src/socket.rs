@@ -142,13 +142,5 @@ fn opt_err(option: &'static str, addr: SocketAddr) -> impl FnOnce(io::Error) -> 
     move |err| SocketError::SetOption { option, addr, err }
 }
 
-/// Sets `cc` on `socket`, logging instead of failing: ztunnel checked the algorithm at start
-/// ([`Congestion::probe`]), and a socket is never refused over a tuning choice.
-fn congestion_best_effort(cc: &Congestion, socket: &socket2::Socket, addr: SocketAddr) {
-    if let Err(error) = cc.apply(socket) {
-        tracing::debug!(%addr, algorithm = %cc, %error, "cannot set TCP_CONGESTION; the kernel default stays");
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@
 //! sockets it owns on the tunnel path, CUBIC by default; `kernel` keeps the node's default.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -72,6 +73,29 @@ impl CongestionChoice {
             Self::Set(c) => Some(c),
         }
     }
+
+    /// The algorithm to use if the kernel lets this process set it ([`Congestion::probe`]);
+    /// otherwise a warning and `None`, the kernel's default: a tuning choice never stops a proxy.
+    /// Called once at start by ztunnel and the waypoint.
+    pub fn checked(&self) -> Option<Congestion> {
+        let cc = self.algorithm()?;
+        match cc.probe() {
+            Ok(()) => {
+                tracing::info!(algorithm = %cc, "tunnel sockets use this TCP congestion control");
+                Some(cc.clone())
+            }
+            Err(error) => {
+                tracing::warn!(
+                    algorithm = %cc,
+                    %error,
+                    "cannot use this TCP congestion control (not in \
+                     tcp_available_congestion_control, or not allowed without CAP_NET_ADMIN); \
+                     tunnel sockets keep the kernel default"
+                );
+                None
+            }
+        }
+    }
 }
 
 impl Congestion {
@@ -83,6 +107,15 @@ impl Congestion {
     /// Sets the algorithm on `socket` (a listener passes it on to the sockets it accepts).
     pub fn apply(&self, socket: &Socket) -> std::io::Result<()> {
         socket.set_tcp_congestion(self.0.as_bytes())
+    }
+
+    /// Sets the algorithm on `socket` (to or from `addr`), logging instead of failing: the
+    /// algorithm was checked at start ([`CongestionChoice::checked`]), and a socket is never
+    /// refused over a tuning choice.
+    pub fn apply_best_effort(&self, socket: &Socket, addr: SocketAddr) {
+        if let Err(error) = self.apply(socket) {
+            tracing::debug!(%addr, algorithm = %self, %error, "cannot set TCP_CONGESTION; the kernel default stays");
+        }
     }
 
     /// The algorithm `socket` has now (the kernel pads the name with NULs; they are cut).
@@ -123,6 +156,8 @@ impl fmt::Display for CongestionChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::capture::Capture;
+    use crate::telemetry::{LogFormat, build_subscriber};
 
     #[test]
     fn names_parse_and_bad_ones_are_refused() {
@@ -154,5 +189,50 @@ mod tests {
         assert_eq!(Congestion::of(&s).expect("read back"), "reno");
         let none = Congestion("no_such_algo".into());
         assert!(none.probe().is_err());
+    }
+
+    /// Runs [`CongestionChoice::checked`] for `choice` with a capturing logger; returns its result and
+    /// the log lines.
+    fn probe_logged(choice: &str) -> (Option<Congestion>, Vec<String>) {
+        let choice: CongestionChoice = choice.parse().expect("valid choice");
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let (subscriber, _handle) =
+            build_subscriber(LogFormat::Text, "info", move || writer.clone(), false)
+                .expect("subscriber");
+        let result = tracing::subscriber::with_default(subscriber, || choice.checked());
+        (result, capture.lines())
+    }
+
+    #[test]
+    fn an_algorithm_the_kernel_lacks_is_a_warning_and_the_kernel_default() {
+        let (result, lines) = probe_logged("nosuchcc");
+        assert_eq!(result, None);
+        assert!(
+            lines.iter().any(|l| l.contains("WARN")
+                && l.contains("nosuchcc")
+                && l.contains("kernel default")),
+            "no warning naming the algorithm: {lines:?}"
+        );
+    }
+
+    #[test]
+    fn an_available_algorithm_is_used_and_logged() {
+        // reno is built into every kernel and always allowed.
+        let (result, lines) = probe_logged("reno");
+        assert_eq!(result.as_ref().map(Congestion::name), Some("reno"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("INFO") && l.contains("reno")),
+            "no log line naming the algorithm: {lines:?}"
+        );
+    }
+
+    #[test]
+    fn kernel_means_no_probe_and_no_algorithm() {
+        let (result, lines) = probe_logged("kernel");
+        assert_eq!(result, None);
+        assert!(lines.is_empty(), "unexpected log: {lines:?}");
     }
 }

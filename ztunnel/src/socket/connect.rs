@@ -81,7 +81,7 @@ impl ConnectBuilder {
             .set_tcp_nodelay(self.nodelay)
             .map_err(opt_err("TCP_NODELAY", addr))?;
         if let Some(cc) = &self.congestion {
-            super::congestion_best_effort(cc, &socket, addr);
+            cc.apply_best_effort(&socket, addr);
         }
         if let Some(source) = self.transparent_source {
             if addr.is_ipv4() {

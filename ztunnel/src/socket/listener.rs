@@ -75,7 +75,7 @@ impl ListenerBuilder {
             socket.set_mark(mark).map_err(opt_err("SO_MARK", addr))?;
         }
         if let Some(cc) = &self.congestion {
-            super::congestion_best_effort(cc, &socket, addr);
+            cc.apply_best_effort(&socket, addr);
         }
         socket
             .set_nonblocking(true)
