@@ -466,8 +466,21 @@ fn enrolled_client_reaches_a_pod_outside_the_mesh_by_passthrough() {
     );
 }
 
+/// `ss -tniH state established <filter>` inside `pod`'s namespace.
+fn established(pod: &Pod, filter: &[&str]) -> String {
+    let out = pod
+        .netns
+        .command("ss")
+        .args(["-tniH", "state", "established"])
+        .args(filter)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Both ends of the HBONE connection are ztunnel's sockets and use its `--tunnel-congestion`
-/// (CUBIC by default) rather than the node's default (BBR on the CI guests).
+/// (CUBIC by default) rather than the node's default (BBR on the CI guests); so do its ends of
+/// the legs to the apps (the socket accepted on 15001, the connection to the server app).
 #[test]
 fn hbone_sockets_use_the_tunnel_congestion_control() {
     let mut b = MeshBuilder::new("l4cc", 2).unwrap();
@@ -483,13 +496,7 @@ fn hbone_sockets_use_the_tunnel_congestion_control() {
     // The pooled HBONE connection outlives the request.
     for (pod, filter) in [(client, "dport"), (server, "sport")] {
         let pod = mesh.pod(pod);
-        let out = pod
-            .netns
-            .command("ss")
-            .args(["-tniH", "state", "established", filter, "=", ":15008"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = established(pod, &[filter, "=", ":15008"]);
         assert!(
             text.contains("cubic"),
             "HBONE socket in {}: {text:?}\n{}",
@@ -497,4 +504,35 @@ fn hbone_sockets_use_the_tunnel_congestion_control() {
             logs(&mesh)
         );
     }
+
+    // A connection the client app holds open shows the legs to the apps.
+    let target = addr(mesh.pod(server), ECHO_PORT);
+    let script = format!(
+        "exec 3<>/dev/tcp/{}/{}; sleep 60",
+        target.ip(),
+        target.port()
+    );
+    let _held = mesh
+        .pod(client)
+        .netns
+        .spawn("held-connection", "bash", &["-c", script.as_str()])
+        .unwrap();
+    let port = format!(":{ECHO_PORT}");
+    // ztunnel's end of the connection to the server app (the app's own end has sport 8080).
+    let to_app = (0..100)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            established(mesh.pod(server), &["dport", "=", port.as_str()])
+        })
+        .find(|t| !t.is_empty())
+        .unwrap_or_else(|| panic!("no connection to the server app\n{}", logs(&mesh)));
+    assert!(
+        to_app.contains("cubic"),
+        "ztunnel -> server app: {to_app:?}"
+    );
+    let accepted = established(mesh.pod(client), &["sport", "=", ":15001"]);
+    assert!(
+        accepted.contains("cubic"),
+        "client app -> ztunnel, ztunnel's end: {accepted:?}"
+    );
 }
