@@ -536,3 +536,58 @@ fn hbone_sockets_use_the_tunnel_congestion_control() {
         "client app -> ztunnel, ztunnel's end: {accepted:?}"
     );
 }
+
+/// Holds a TCP connection from `from` to `to` open (bash's `/dev/tcp`) and returns the server
+/// side's view of it: `ss` in `to`'s namespace for the socket the app accepted on `port`.
+fn app_side_of_held_connection(
+    mesh: &Mesh,
+    from: &Pod,
+    to: &Pod,
+    port: u16,
+) -> (mesh_testbed::Process, String) {
+    let script = format!("exec 3<>/dev/tcp/{}/{port}; sleep 60", to.ip);
+    let held = from
+        .netns
+        .spawn("held-connection", "bash", &["-c", script.as_str()])
+        .unwrap();
+    let sport = format!(":{port}");
+    let seen = (0..100)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            established(to, &["sport", "=", sport.as_str()])
+        })
+        .find(|t| !t.is_empty())
+        .unwrap_or_else(|| panic!("no connection reached {}:{port}\n{}", to.ip, logs(mesh)));
+    (held, seen)
+}
+
+/// The server app sees the client's own address, not its ztunnel's or its pod's, both through
+/// HBONE and on plaintext inbound (ztunnel connects from it with IP_TRANSPARENT; the pod's
+/// `fwmark 0x111` route brings the replies back), as with Istio's ztunnel.
+#[test]
+fn server_app_sees_the_client_address() {
+    let mut b = MeshBuilder::new("l4src", 2).unwrap();
+    let client = b.pod(1, PodSpec::new("client")).unwrap();
+    let legacy = b.pod(1, PodSpec::new("legacy").outside()).unwrap();
+    let server = b
+        .pod(2, PodSpec::new("server").label("app", "echo"))
+        .unwrap();
+    let mesh = b.start().unwrap();
+    let _srv = serve(mesh.pod(server));
+    for from in [client, legacy] {
+        let from = mesh.pod(from);
+        let (_held, seen) = app_side_of_held_connection(&mesh, from, mesh.pod(server), ECHO_PORT);
+        let peer = seen.split_whitespace().nth(3).unwrap_or_default();
+        assert!(
+            peer.starts_with(&format!("{}:", from.ip)),
+            "the app's peer is {peer}, not {} ({}): {seen:?}\n{}",
+            from.ip,
+            from.name,
+            logs(&mesh)
+        );
+        // The connection works both ways with that source address.
+        let reply = send(from, addr(mesh.pod(server), ECHO_PORT), "src")
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs(&mesh)));
+        assert!(reply.contains("src"), "{reply}");
+    }
+}

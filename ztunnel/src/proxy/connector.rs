@@ -2,7 +2,7 @@
 //! let them through (DESIGN.md 4.3, 4.4).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -36,6 +36,46 @@ pub async fn connect_in_pod_with(
                 .build()
         })
         .map_err(io::Error::other)?;
+    connect_with_timeout(socket, dst).await
+}
+
+/// Connects to the pod's application at `dst` from the original client's address `client`, as
+/// Istio's ztunnel does: the socket is bound to it with `IP_TRANSPARENT`, and the pod's
+/// `fwmark 0x111 lookup 100` rule (DESIGN.md 4.4) routes the application's replies back to it, so
+/// the application sees who called (logs, IP allow-lists). A client of the other address family,
+/// or a kernel that refuses `IP_TRANSPARENT` (no CAP_NET_ADMIN), gets a connection from the pod's
+/// own address instead: the source address is information for the application, not a check.
+pub async fn connect_app(
+    netns: &PodNetns,
+    dst: SocketAddr,
+    client: IpAddr,
+    congestion: Option<Congestion>,
+) -> io::Result<TcpStream> {
+    if client.is_ipv4() != dst.is_ipv4() {
+        return connect_in_pod_with(netns, dst, congestion).await;
+    }
+    let cc = congestion.clone();
+    // Entering the namespace failing is an error; the socket options failing is the fallback.
+    let built = netns
+        .run(move || -> Result<_, SocketError> {
+            Ok(ConnectBuilder::new(dst)
+                .mark(Some(ZTUNNEL_MARK))
+                .nodelay(true)
+                .congestion(cc)
+                .transparent_source(SocketAddr::new(client, 0))
+                .build())
+        })
+        .map_err(io::Error::other)?;
+    match built {
+        Ok(socket) => connect_with_timeout(socket, dst).await,
+        Err(error) => {
+            tracing::debug!(%error, %client, "cannot connect from the client's address; using the pod's");
+            connect_in_pod_with(netns, dst, congestion).await
+        }
+    }
+}
+
+async fn connect_with_timeout(socket: socket2::Socket, dst: SocketAddr) -> io::Result<TcpStream> {
     let connect = into_tokio_socket(socket).connect(dst);
     tokio::time::timeout(super::CONNECT_TIMEOUT, connect)
         .await

@@ -1,7 +1,7 @@
 //! Inbound HBONE (15008): verify the peer, check the CONNECT target is this pod, apply L4 authorization,
 //! connect to the application and relay.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use super::addr::ClientAddr;
-use super::connector::connect_in_pod_with;
+use super::connector::connect_app;
 use super::listeners::PROXY_PORTS;
 use super::resolve::{DstNames, workload_identity};
 use super::{PodContext, TLS_HANDSHAKE_TIMEOUT, labels};
@@ -150,6 +150,9 @@ async fn serve_tunnel(
     let src_w = src_w.filter(|w| workload_identity(w) == req.conn.peer_identity);
     let src = labels::peer(src_w, Some(req.conn.peer_identity.to_string()));
     let dst_w = snap.workload_by_ip(req.authority.ip());
+    // A workload with a waypoint takes tunnels only from it (`check`), and the waypoint names the
+    // original client in `forwarded`.
+    let via_waypoint = dst_w.is_some_and(|w| w.waypoint.is_some());
     let dst = labels::peer(dst_w, Some(ctx.identity.to_string()));
     let names = DstNames {
         workload: dst_w.map(|w| (w.name.clone(), w.namespace.clone())),
@@ -171,8 +174,9 @@ async fn serve_tunnel(
         let _ = responder.refuse(e.status());
         return Err(e);
     }
+    let client = original_client(req, via_waypoint);
     let cc = ctx.proxy.tunnel_congestion.clone();
-    let mut app = match connect_in_pod_with(&ctx.netns, req.authority, cc).await {
+    let mut app = match connect_app(&ctx.netns, req.authority, client, cc).await {
         Ok(s) => s,
         Err(e) => {
             let e = InboundError::App(req.authority, e);
@@ -197,6 +201,16 @@ async fn serve_tunnel(
     copied
         .map(drop)
         .map_err(|e| InboundError::Copy(e.to_string()))
+}
+
+/// The address the application should see as its client: the HBONE peer (a client pod connects
+/// from its own address), or for a waypoint-bound workload the client the waypoint names in
+/// `forwarded`. Any other peer's `forwarded` is not believed: it is the peer's own claim.
+fn original_client(req: &hbone::ConnectRequest, via_waypoint: bool) -> IpAddr {
+    match req.forwarded_for {
+        Some(client) if via_waypoint => client.ip(),
+        _ => req.conn.peer_addr.ip(),
+    }
 }
 
 /// Everything decided before connecting to the application.

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use super::addr::{ClientAddr, OrigDst};
-use super::connector::connect_in_pod_with;
+use super::connector::connect_app;
 use super::inbound::{InboundError, authorize};
 use super::listeners::PROXY_PORTS;
 use super::resolve::DstNames;
@@ -100,7 +100,7 @@ async fn run(
     ));
     drop(snap);
     let cc = ctx.proxy.tunnel_congestion.clone();
-    let mut app = connect_in_pod_with(&ctx.netns, target, cc)
+    let mut app = connect_app(&ctx.netns, target, client.0.ip(), cc)
         .await
         .map_err(|e| InboundError::App(target, e))?;
     let copied = tokio::io::copy_bidirectional(&mut stream, &mut app).await;

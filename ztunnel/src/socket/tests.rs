@@ -343,3 +343,39 @@ async fn tunnel_sockets_get_the_chosen_congestion_control_and_others_keep_the_de
         );
     }
 }
+
+/// A socket with a transparent source is bound to that address without a port (the port comes at
+/// connect time, against the whole 4-tuple) and the peer sees that address.
+#[tokio::test]
+async fn transparent_source_binds_the_address_and_leaves_the_port_to_connect() {
+    let ns = TestNetns::new();
+    let worker = PodNetns::open(ns.file.as_fd()).expect("worker");
+    let listener = worker
+        .run(|| ListenerBuilder::new(loopback_any_port()).build())
+        .expect("listener");
+    let target = listener.local_addr().expect("addr");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("adopt listener");
+    let source: SocketAddr = "127.0.0.2:0".parse().expect("source");
+    let socket = worker
+        .run(move || ConnectBuilder::new(target).transparent_source(source).build())
+        .expect("socket");
+    assert!(socket.ip_transparent_v4().expect("IP_TRANSPARENT"));
+    assert!(
+        nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::IpBindAddressNoPort)
+            .expect("IP_BIND_ADDRESS_NO_PORT")
+    );
+    let bound = socket
+        .local_addr()
+        .expect("bound")
+        .as_socket()
+        .expect("inet");
+    assert_eq!(bound, source, "address bound, no port taken yet");
+    let stream = into_tokio_socket(socket)
+        .connect(target)
+        .await
+        .expect("connect");
+    let (_accepted, peer) = listener.accept().await.expect("accept");
+    assert_eq!(peer.ip(), source.ip());
+    assert_eq!(peer, stream.local_addr().expect("local"));
+    assert_ne!(peer.port(), 0);
+}
