@@ -160,6 +160,11 @@ impl Mesh {
         &self.pods[i].1
     }
 
+    /// The pod named `name`, if any.
+    pub fn pod_named(&self, name: &str) -> Option<&Pod> {
+        self.pods.iter().map(|(_, p)| p).find(|p| p.name == name)
+    }
+
     /// The mesh CA (to issue certificates for hand-made clients).
     pub fn ca(&self) -> &CertificateAuthority {
         &self.ca

@@ -88,6 +88,17 @@ pub fn bind(
     Ok(listeners)
 }
 
+/// The downstream client: the `forwarded` address a ztunnel sends (the app's own ip:port), when
+/// it is on the connection's source address, else that source. A client pod's ztunnel connects
+/// from the pod's address, so a `forwarded` naming another host is only the peer's claim; it is
+/// not logged as the client, nor passed on to the destination, whose ztunnel connects to the app
+/// from the address the waypoint names.
+fn client_of(req: &ConnectRequest) -> SocketAddr {
+    req.forwarded_for
+        .filter(|f| f.ip() == req.conn.peer_addr.ip())
+        .unwrap_or(req.conn.peer_addr)
+}
+
 /// Accepts HBONE connections on `listener` until `drain` fires.
 pub async fn run(listener: TcpListener, server: Arc<Server>) {
     let handler = {
@@ -172,7 +183,7 @@ impl Server {
         };
         let down = Arc::new(Downstream::new(
             req.conn.peer_identity.clone(),
-            req.forwarded_for.unwrap_or(req.conn.peer_addr),
+            client_of(&req),
             req.authority,
             target,
         ));

@@ -137,8 +137,16 @@ impl Upstreams {
         &self.pools[i]
     }
 
-    /// Opens a byte stream to `ep`: an HBONE tunnel or a TCP connection.
-    pub async fn connect(&self, ep: &Endpoint) -> Result<Tunnel, UpstreamError> {
+    /// Opens a byte stream to `ep`: an HBONE tunnel or a TCP connection. A tunnel that carries one
+    /// downstream connection names its `client` in `forwarded` (DESIGN.md 4.1), and the
+    /// destination's ztunnel, which believes that header from the workload's waypoint only, then
+    /// connects to the application from that address; pooled HTTP connections carry many clients
+    /// and pass `None`.
+    pub async fn connect(
+        &self,
+        ep: &Endpoint,
+        client: Option<SocketAddr>,
+    ) -> Result<Tunnel, UpstreamError> {
         match &ep.identity {
             Some(id) => {
                 let key = hbone::PoolKey {
@@ -147,7 +155,8 @@ impl Upstreams {
                     dst_identity: id.clone(),
                     dst: SocketAddr::new(ep.addr.ip(), hbone::HBONE_PORT),
                 };
-                let req = hbone::TunnelRequest::new(ep.addr);
+                let mut req = hbone::TunnelRequest::new(ep.addr);
+                req.forwarded_for = client;
                 let s = self
                     .pools()
                     .hbone
@@ -196,7 +205,7 @@ impl Upstreams {
         let mut sender = match idle {
             Some(s) => s,
             None => {
-                let io = TokioIo::new(self.connect(ep).await?);
+                let io = TokioIo::new(self.connect(ep, None).await?);
                 let (sender, conn) = http1::handshake(io)
                     .await
                     .map_err(|e| UpstreamError::Handshake(ep.addr, e))?;
@@ -252,7 +261,7 @@ impl Upstreams {
         let mut sender = match existing {
             Some(s) => s,
             None => {
-                let io = TokioIo::new(self.connect(ep).await?);
+                let io = TokioIo::new(self.connect(ep, None).await?);
                 let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                     .handshake(io)
                     .await

@@ -195,6 +195,7 @@ fn opaque_tcp_through_the_waypoint() {
                 && l.contains("destination_workload=\"tcp-eee-fff\"")
         })
         .unwrap_or_else(|| panic!("no TCP metrics:\n{metrics}"));
+    assert_backend_sees_the_client(&m);
     assert!(
         opened.contains("reporter=\"waypoint\"") && opened.ends_with(" 2"),
         "{opened}"
@@ -204,5 +205,37 @@ fn opaque_tcp_through_the_waypoint() {
             .lines()
             .any(|l| l.starts_with("istio_tcp_received_bytes_total{") && !l.ends_with(" 0")),
         "{metrics}"
+    );
+}
+
+/// Through the waypoint too, the backend app sees the client pod's address: the waypoint names
+/// the client in the upstream tunnel's `forwarded`, and the backend's ztunnel, which takes that
+/// header from the workload's waypoint only, connects to the app from it.
+fn assert_backend_sees_the_client(m: &L7Mesh) {
+    let backend = m.mesh.pod_named("tcp-eee-fff").expect("backend pod");
+    let script = "exec 3<>/dev/tcp/10.96.0.20/9000; sleep 60";
+    let _held = m
+        .client()
+        .netns
+        .spawn("held-connection", "bash", &["-c", script])
+        .unwrap();
+    let seen = (0..100)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            let out = backend
+                .netns
+                .command("ss")
+                .args(["-tnH", "state", "established", "sport", "=", ":9000"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .find(|t| !t.is_empty())
+        .unwrap_or_else(|| panic!("no connection reached the backend\n{}", m.waypoint.logs()));
+    let peer = seen.split_whitespace().nth(3).unwrap_or_default();
+    assert!(
+        peer.starts_with(&format!("{}:", m.client().ip)),
+        "the backend's peer is {peer}, not the client {}: {seen:?}",
+        m.client().ip
     );
 }

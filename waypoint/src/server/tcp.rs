@@ -42,7 +42,11 @@ where
         }
     };
     let result = match picked {
-        Ok(p) => match proxy.upstreams.connect(&p.endpoint).await {
+        Ok(p) => match proxy
+            .upstreams
+            .connect(&p.endpoint, Some(down.client))
+            .await
+        {
             Ok(mut up) => {
                 let labels = proxy.peer_labels(down, Some(&p), "tcp", "-");
                 proxy.metrics.tcp_open(&labels);

@@ -150,9 +150,8 @@ async fn serve_tunnel(
     let src_w = src_w.filter(|w| workload_identity(w) == req.conn.peer_identity);
     let src = labels::peer(src_w, Some(req.conn.peer_identity.to_string()));
     let dst_w = snap.workload_by_ip(req.authority.ip());
-    // A workload with a waypoint takes tunnels only from it (`check`), and the waypoint names the
-    // original client in `forwarded`.
-    let via_waypoint = dst_w.is_some_and(|w| w.waypoint.is_some());
+    // A waypoint of the destination names the original client in `forwarded`.
+    let via_waypoint = dst_w.is_some_and(|w| from_waypoint_of(&snap, w, &req.conn.peer_identity));
     let dst = labels::peer(dst_w, Some(ctx.identity.to_string()));
     let names = DstNames {
         workload: dst_w.map(|w| (w.name.clone(), w.namespace.clone())),
@@ -203,9 +202,24 @@ async fn serve_tunnel(
         .map_err(|e| InboundError::Copy(e.to_string()))
 }
 
+/// Whether `peer` is a waypoint of `w`: the workload's own, or one of a service that has `w` as an
+/// endpoint (the waypoint's identity is that of the workload at the waypoint's address).
+fn from_waypoint_of(snap: &ConfigSnapshot, w: &Workload, peer: &SpiffeId) -> bool {
+    let is_peer = |wp: &Option<mesh_api::WaypointRef>| {
+        wp.as_ref()
+            .and_then(|wp| snap.workload_by_ip(wp.address))
+            .is_some_and(|ww| workload_identity(ww) == *peer)
+    };
+    is_peer(&w.waypoint)
+        || snap
+            .services_for_workload(&w.uid)
+            .any(|s| is_peer(&s.waypoint))
+}
+
 /// The address the application should see as its client: the HBONE peer (a client pod connects
-/// from its own address), or for a waypoint-bound workload the client the waypoint names in
-/// `forwarded`. Any other peer's `forwarded` is not believed: it is the peer's own claim.
+/// from its own address), or, when the peer is a waypoint of the destination, the client the
+/// waypoint names in `forwarded`. Any other peer's `forwarded` is not believed: it is the peer's
+/// own claim.
 fn original_client(req: &hbone::ConnectRequest, via_waypoint: bool) -> IpAddr {
     match req.forwarded_for {
         Some(client) if via_waypoint => client.ip(),
@@ -274,3 +288,6 @@ pub fn authorize(
 fn peer_identity(id: &SpiffeId) -> PeerIdentity {
     PeerIdentity::new(&id.trust_domain, &id.namespace, &id.service_account)
 }
+
+#[cfg(test)]
+mod tests;

@@ -357,7 +357,11 @@ async fn transparent_source_binds_the_address_and_leaves_the_port_to_connect() {
     let listener = tokio::net::TcpListener::from_std(listener).expect("adopt listener");
     let source: SocketAddr = "127.0.0.2:0".parse().expect("source");
     let socket = worker
-        .run(move || ConnectBuilder::new(target).transparent_source(source).build())
+        .run(move || {
+            ConnectBuilder::new(target)
+                .transparent_source(source)
+                .build()
+        })
         .expect("socket");
     assert!(socket.ip_transparent_v4().expect("IP_TRANSPARENT"));
     assert!(
