@@ -46,3 +46,33 @@ pub fn send(pod: &Pod, to: SocketAddr, data: &str) -> Result<String, String> {
         Err(out.stderr)
     }
 }
+
+/// Holds a TCP connection from `pod` to `to` open (bash's `/dev/tcp`) until the process is dropped.
+pub fn hold_connection(pod: &Pod, to: SocketAddr) -> mesh_testbed::Process {
+    let script = format!("exec 3<>/dev/tcp/{}/{}; sleep 60", to.ip(), to.port());
+    pod.netns
+        .spawn("held-connection", "bash", &["-c", script.as_str()])
+        .expect("start the held connection")
+}
+
+/// `ss -tniH state established <filter>` inside `pod`'s namespace.
+pub fn established(pod: &Pod, filter: &[&str]) -> String {
+    let out = pod
+        .netns
+        .command("ss")
+        .args(["-tniH", "state", "established"])
+        .args(filter)
+        .output()
+        .expect("run ss");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`established`] as soon as it shows a connection; `None` if none came within 10 s.
+pub fn wait_established(pod: &Pod, filter: &[&str]) -> Option<String> {
+    (0..100)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            established(pod, filter)
+        })
+        .find(|t| !t.is_empty())
+}

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use mesh_testbed::l7::{ECHO_SERVICES, EchoSpec, L7Mesh};
 
+use crate::echo::{hold_connection, wait_established};
+
 fn services() -> String {
     format!(
         "{ECHO_SERVICES}  - {{name: tcp, namespace: default, vips: [10.96.0.20], selector: {{app: tcp}}, waypoint: {{address: WAYPOINT}},
@@ -213,24 +215,8 @@ fn opaque_tcp_through_the_waypoint() {
 /// header from the workload's waypoint only, connects to the app from it.
 fn assert_backend_sees_the_client(m: &L7Mesh) {
     let backend = m.mesh.pod_named("tcp-eee-fff").expect("backend pod");
-    let script = "exec 3<>/dev/tcp/10.96.0.20/9000; sleep 60";
-    let _held = m
-        .client()
-        .netns
-        .spawn("held-connection", "bash", &["-c", script])
-        .unwrap();
-    let seen = (0..100)
-        .map(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            let out = backend
-                .netns
-                .command("ss")
-                .args(["-tnH", "state", "established", "sport", "=", ":9000"])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        })
-        .find(|t| !t.is_empty())
+    let _held = hold_connection(m.client(), "10.96.0.20:9000".parse().expect("VIP"));
+    let seen = wait_established(backend, &["sport", "=", ":9000"])
         .unwrap_or_else(|| panic!("no connection reached the backend\n{}", m.waypoint.logs()));
     let peer = seen.split_whitespace().nth(3).unwrap_or_default();
     assert!(

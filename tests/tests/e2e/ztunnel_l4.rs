@@ -10,7 +10,7 @@ use std::time::Duration;
 use mesh_testbed::mesh::{Mesh, MeshBuilder, PodSpec};
 use mesh_testbed::{Capture, Pod};
 
-use crate::echo::{send, serve};
+use crate::echo::{established, hold_connection, send, serve, wait_established};
 
 const ECHO_PORT: u16 = 8080;
 
@@ -466,18 +466,6 @@ fn enrolled_client_reaches_a_pod_outside_the_mesh_by_passthrough() {
     );
 }
 
-/// `ss -tniH state established <filter>` inside `pod`'s namespace.
-fn established(pod: &Pod, filter: &[&str]) -> String {
-    let out = pod
-        .netns
-        .command("ss")
-        .args(["-tniH", "state", "established"])
-        .args(filter)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Both ends of the HBONE connection are ztunnel's sockets and use its `--tunnel-congestion`
 /// (CUBIC by default) rather than the node's default (BBR on the CI guests); so do its ends of
 /// the legs to the apps (the socket accepted on 15001, the connection to the server app).
@@ -506,25 +494,10 @@ fn hbone_sockets_use_the_tunnel_congestion_control() {
     }
 
     // A connection the client app holds open shows the legs to the apps.
-    let target = addr(mesh.pod(server), ECHO_PORT);
-    let script = format!(
-        "exec 3<>/dev/tcp/{}/{}; sleep 60",
-        target.ip(),
-        target.port()
-    );
-    let _held = mesh
-        .pod(client)
-        .netns
-        .spawn("held-connection", "bash", &["-c", script.as_str()])
-        .unwrap();
+    let _held = hold_connection(mesh.pod(client), addr(mesh.pod(server), ECHO_PORT));
     let port = format!(":{ECHO_PORT}");
     // ztunnel's end of the connection to the server app (the app's own end has sport 8080).
-    let to_app = (0..100)
-        .map(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            established(mesh.pod(server), &["dport", "=", port.as_str()])
-        })
-        .find(|t| !t.is_empty())
+    let to_app = wait_established(mesh.pod(server), &["dport", "=", port.as_str()])
         .unwrap_or_else(|| panic!("no connection to the server app\n{}", logs(&mesh)));
     assert!(
         to_app.contains("cubic"),
@@ -535,30 +508,6 @@ fn hbone_sockets_use_the_tunnel_congestion_control() {
         accepted.contains("cubic"),
         "client app -> ztunnel, ztunnel's end: {accepted:?}"
     );
-}
-
-/// Holds a TCP connection from `from` to `to` open (bash's `/dev/tcp`) and returns the server
-/// side's view of it: `ss` in `to`'s namespace for the socket the app accepted on `port`.
-fn app_side_of_held_connection(
-    mesh: &Mesh,
-    from: &Pod,
-    to: &Pod,
-    port: u16,
-) -> (mesh_testbed::Process, String) {
-    let script = format!("exec 3<>/dev/tcp/{}/{port}; sleep 60", to.ip);
-    let held = from
-        .netns
-        .spawn("held-connection", "bash", &["-c", script.as_str()])
-        .unwrap();
-    let sport = format!(":{port}");
-    let seen = (0..100)
-        .map(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            established(to, &["sport", "=", sport.as_str()])
-        })
-        .find(|t| !t.is_empty())
-        .unwrap_or_else(|| panic!("no connection reached {}:{port}\n{}", to.ip, logs(mesh)));
-    (held, seen)
 }
 
 /// The server app sees the client's own address, not its ztunnel's or its pod's, both through
@@ -576,7 +525,9 @@ fn server_app_sees_the_client_address() {
     let _srv = serve(mesh.pod(server));
     for from in [client, legacy] {
         let from = mesh.pod(from);
-        let (_held, seen) = app_side_of_held_connection(&mesh, from, mesh.pod(server), ECHO_PORT);
+        let _held = hold_connection(from, addr(mesh.pod(server), ECHO_PORT));
+        let seen = wait_established(mesh.pod(server), &["sport", "=", ":8080"])
+            .unwrap_or_else(|| panic!("no connection reached the server\n{}", logs(&mesh)));
         let peer = seen.split_whitespace().nth(3).unwrap_or_default();
         assert!(
             peer.starts_with(&format!("{}:", from.ip)),

@@ -145,18 +145,25 @@ fn in_netns_reports_a_panic() {
     assert!(matches!(res, Err(SocketError::Panicked)), "got {res:?}");
 }
 
-#[tokio::test]
-async fn pod_netns_socket_is_marked_and_connects_inside_netns() {
+/// A fresh namespace, a worker handle on it, and a loopback listener made inside it (adopted by
+/// tokio) with its address.
+fn netns_with_listener() -> (TestNetns, PodNetns, tokio::net::TcpListener, SocketAddr) {
     let ns = TestNetns::new();
-    let home = std::fs::metadata("/proc/thread-self/ns/net")
-        .expect("own netns")
-        .ino();
     let worker = PodNetns::open(ns.file.as_fd()).expect("worker");
     let listener = worker
         .run(|| ListenerBuilder::new(loopback_any_port()).build())
         .expect("listener");
     let target = listener.local_addr().expect("addr");
     let listener = tokio::net::TcpListener::from_std(listener).expect("adopt listener");
+    (ns, worker, listener, target)
+}
+
+#[tokio::test]
+async fn pod_netns_socket_is_marked_and_connects_inside_netns() {
+    let home = std::fs::metadata("/proc/thread-self/ns/net")
+        .expect("own netns")
+        .ino();
+    let (_ns, worker, listener, target) = netns_with_listener();
     // The worker made it inside the netns: the root netns has that port free.
     drop(TcpListener::bind(target).expect("port free in the root netns"));
 
@@ -348,13 +355,7 @@ async fn tunnel_sockets_get_the_chosen_congestion_control_and_others_keep_the_de
 /// connect time, against the whole 4-tuple) and the peer sees that address.
 #[tokio::test]
 async fn transparent_source_binds_the_address_and_leaves_the_port_to_connect() {
-    let ns = TestNetns::new();
-    let worker = PodNetns::open(ns.file.as_fd()).expect("worker");
-    let listener = worker
-        .run(|| ListenerBuilder::new(loopback_any_port()).build())
-        .expect("listener");
-    let target = listener.local_addr().expect("addr");
-    let listener = tokio::net::TcpListener::from_std(listener).expect("adopt listener");
+    let (_ns, worker, listener, target) = netns_with_listener();
     let source: SocketAddr = "127.0.0.2:0".parse().expect("source");
     let socket = worker
         .run(move || {
