@@ -383,6 +383,20 @@ impl LocalCluster {
             .unwrap_or_default()
     }
 
+    /// Waits until component `name`'s log holds `what` (`holds`), and returns the log. Access
+    /// records reach the file in batches (up to 100 ms after they happen), so a test that just
+    /// made a connection must wait for its record rather than read the log once.
+    pub fn wait_log(&self, name: &str, what: &str, holds: impl Fn(&str) -> bool) -> String {
+        wait_for(
+            what,
+            || {
+                let log = self.log(name);
+                holds(&log).then_some(log)
+            },
+            || format!("{name} log:\n{}", self.log(name)),
+        )
+    }
+
     /// Every pod (`local get pods -o json` items).
     pub fn pods(&self) -> Vec<Value> {
         let out = self.ok(&["local", "get", "pods", "-o", "json"]);

@@ -255,11 +255,13 @@ fn services_resolve_by_dns_and_reach_only_ready_replicas_through_dnat_and_throug
                 && ready(p)
         })
     });
-    let zlog = c.log("ztunnel-node-1");
-    assert!(
-        zlog.contains("dst.service=\"web.svc-e2e.svc.cluster.local\"")
-            && zlog.contains("direction=\"outbound\""),
-        "the enrolled client's connections went through ztunnel:\n{zlog}"
+    c.wait_log(
+        "ztunnel-node-1",
+        "the enrolled client's connections logged by its ztunnel",
+        |zlog| {
+            zlog.contains("dst.service=\"web.svc-e2e.svc.cluster.local\"")
+                && zlog.contains("direction=\"outbound\"")
+        },
     );
 
     // down leaves nothing: no namespace, no /etc/netns dir of the cluster.

@@ -158,10 +158,10 @@ fn a_waypoint_gateway_runs_a_waypoint_that_routes_by_header_until_it_is_deleted(
         2,
         "both versions answer directly: {versions:?}"
     );
-    let zlog = c.log("ztunnel-node-1");
-    assert!(
-        zlog.contains("dst.service=\"echo.wp-e2e.svc.cluster.local\""),
-        "{zlog}"
+    c.wait_log(
+        "ztunnel-node-1",
+        "the direct connections logged by the client's ztunnel",
+        |zlog| zlog.contains("dst.service=\"echo.wp-e2e.svc.cluster.local\""),
     );
 
     // The same through `meshctl waypoint --state`: apply writes the Gateway to the store, list
