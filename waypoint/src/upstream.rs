@@ -139,9 +139,9 @@ impl Upstreams {
 
     /// Opens a byte stream to `ep`: an HBONE tunnel or a TCP connection. A tunnel that carries one
     /// downstream connection names its `client` in `forwarded` (DESIGN.md 4.1), and the
-    /// destination's ztunnel, which believes that header from the workload's waypoint only, then
-    /// connects to the application from that address; pooled HTTP connections carry many clients
-    /// and pass `None`.
+    /// destination's ztunnel, which believes that header only from a waypoint of the destination,
+    /// then connects to the application from that address; pooled HTTP connections carry many
+    /// clients and pass `None`.
     pub async fn connect(
         &self,
         ep: &Endpoint,

@@ -10,9 +10,7 @@ use hbone::{Connector, PoolKey};
 use tokio::net::TcpStream;
 
 use crate::identity::CertManager;
-use crate::socket::{
-    Congestion, ConnectBuilder, PodNetns, SocketError, ZTUNNEL_MARK, into_tokio_socket,
-};
+use crate::socket::{Congestion, ConnectBuilder, PodNetns, SocketError, into_tokio_socket};
 
 /// Opens a TCP connection to `dst` from inside the pod's namespace, marked as ztunnel's own traffic,
 /// with the kernel's congestion control (passthrough: the destination may be anywhere).
@@ -27,15 +25,7 @@ pub async fn connect_in_pod_with(
     dst: SocketAddr,
     congestion: Option<Congestion>,
 ) -> io::Result<TcpStream> {
-    let socket = netns
-        .run(move || -> Result<_, SocketError> {
-            ConnectBuilder::new(dst)
-                .mark(Some(ZTUNNEL_MARK))
-                .nodelay(true)
-                .congestion(congestion)
-                .build()
-        })
-        .map_err(io::Error::other)?;
+    let socket = build_in_pod(netns, dst, congestion, None)?.map_err(io::Error::other)?;
     connect_with_timeout(socket, dst).await
 }
 
@@ -51,28 +41,38 @@ pub async fn connect_app(
     client: IpAddr,
     congestion: Option<Congestion>,
 ) -> io::Result<TcpStream> {
-    if client.is_ipv4() != dst.is_ipv4() {
-        return connect_in_pod_with(netns, dst, congestion).await;
-    }
-    let cc = congestion.clone();
-    // Entering the namespace failing is an error; the socket options failing is the fallback.
-    let built = netns
-        .run(move || -> Result<_, SocketError> {
-            Ok(ConnectBuilder::new(dst)
-                .mark(Some(ZTUNNEL_MARK))
-                .nodelay(true)
-                .congestion(cc)
-                .transparent_source(SocketAddr::new(client, 0))
-                .build())
-        })
-        .map_err(io::Error::other)?;
-    match built {
-        Ok(socket) => connect_with_timeout(socket, dst).await,
-        Err(error) => {
-            tracing::debug!(%error, %client, "cannot connect from the client's address; using the pod's");
-            connect_in_pod_with(netns, dst, congestion).await
+    if client.is_ipv4() == dst.is_ipv4() {
+        let source = SocketAddr::new(client, 0);
+        match build_in_pod(netns, dst, congestion.clone(), Some(source))? {
+            Ok(socket) => return connect_with_timeout(socket, dst).await,
+            Err(error) => {
+                tracing::debug!(%error, %client, "cannot connect from the client's address; using the pod's");
+            }
         }
     }
+    connect_in_pod_with(netns, dst, congestion).await
+}
+
+/// A socket for `dst` made inside the pod's namespace with ztunnel's mark and `TCP_NODELAY`
+/// (`ConnectBuilder`'s defaults), `congestion`, and a transparent `source` if given. The outer
+/// error is entering the namespace; the inner one setting the socket up, which a caller may
+/// recover from.
+fn build_in_pod(
+    netns: &PodNetns,
+    dst: SocketAddr,
+    congestion: Option<Congestion>,
+    source: Option<SocketAddr>,
+) -> io::Result<Result<socket2::Socket, SocketError>> {
+    netns
+        .run(move || -> Result<_, SocketError> {
+            let builder = ConnectBuilder::new(dst).congestion(congestion);
+            Ok(match source {
+                Some(source) => builder.transparent_source(source),
+                None => builder,
+            }
+            .build())
+        })
+        .map_err(io::Error::other)
 }
 
 async fn connect_with_timeout(socket: socket2::Socket, dst: SocketAddr) -> io::Result<TcpStream> {

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::addr::ClientAddr;
 use super::connector::connect_app;
 use super::listeners::PROXY_PORTS;
-use super::resolve::{DstNames, workload_identity};
+use super::resolve::{DstNames, is_identity_of, workload_identity};
 use super::{PodContext, TLS_HANDSHAKE_TIMEOUT, labels};
 use crate::metrics::Reporter;
 use crate::telemetry::{AccessLog, Direction};
@@ -147,11 +147,10 @@ async fn serve_tunnel(
     let checked = check(&snap, req);
     let src_w = snap.workload_by_ip(req.conn.peer_addr.ip());
     // The peer's workload labels only when its address and identity agree (a waypoint relays others').
-    let src_w = src_w.filter(|w| workload_identity(w) == req.conn.peer_identity);
+    let src_w = src_w.filter(|w| is_identity_of(w, &req.conn.peer_identity));
     let src = labels::peer(src_w, Some(req.conn.peer_identity.to_string()));
     let dst_w = snap.workload_by_ip(req.authority.ip());
-    // A waypoint of the destination names the original client in `forwarded`.
-    let via_waypoint = dst_w.is_some_and(|w| from_waypoint_of(&snap, w, &req.conn.peer_identity));
+    let client = original_client(&snap, dst_w, req);
     let dst = labels::peer(dst_w, Some(ctx.identity.to_string()));
     let names = DstNames {
         workload: dst_w.map(|w| (w.name.clone(), w.namespace.clone())),
@@ -173,7 +172,6 @@ async fn serve_tunnel(
         let _ = responder.refuse(e.status());
         return Err(e);
     }
-    let client = original_client(req, via_waypoint);
     let cc = ctx.proxy.tunnel_congestion.clone();
     let mut app = match connect_app(&ctx.netns, req.authority, client, cc).await {
         Ok(s) => s,
@@ -208,7 +206,7 @@ fn from_waypoint_of(snap: &ConfigSnapshot, w: &Workload, peer: &SpiffeId) -> boo
     let is_peer = |wp: &Option<mesh_api::WaypointRef>| {
         wp.as_ref()
             .and_then(|wp| snap.workload_by_ip(wp.address))
-            .is_some_and(|ww| workload_identity(ww) == *peer)
+            .is_some_and(|ww| is_identity_of(ww, peer))
     };
     is_peer(&w.waypoint)
         || snap
@@ -217,13 +215,24 @@ fn from_waypoint_of(snap: &ConfigSnapshot, w: &Workload, peer: &SpiffeId) -> boo
 }
 
 /// The address the application should see as its client: the HBONE peer (a client pod connects
-/// from its own address), or, when the peer is a waypoint of the destination, the client the
-/// waypoint names in `forwarded`. Any other peer's `forwarded` is not believed: it is the peer's
-/// own claim.
-fn original_client(req: &hbone::ConnectRequest, via_waypoint: bool) -> IpAddr {
+/// from its own address, and its `forwarded` names that address too), or, when the peer is a
+/// waypoint of the destination `dst_w`, the client the waypoint names in `forwarded`. Any other
+/// peer's claim about another host is not believed. The waypoint lookup runs only for such a
+/// claim, so ordinary tunnels pay nothing for it.
+fn original_client(
+    snap: &ConfigSnapshot,
+    dst_w: Option<&Workload>,
+    req: &hbone::ConnectRequest,
+) -> IpAddr {
+    let peer = req.conn.peer_addr.ip();
     match req.forwarded_for {
-        Some(client) if via_waypoint => client.ip(),
-        _ => req.conn.peer_addr.ip(),
+        Some(claim)
+            if claim.ip() != peer
+                && dst_w.is_some_and(|w| from_waypoint_of(snap, w, &req.conn.peer_identity)) =>
+        {
+            claim.ip()
+        }
+        _ => peer,
     }
 }
 
@@ -259,10 +268,11 @@ fn check_waypoint(
     peer: &SpiffeId,
 ) -> Result<(), InboundError> {
     let Some(wp) = &w.waypoint else { return Ok(()) };
-    let expected = snap.workload_by_ip(wp.address).map(workload_identity);
-    if expected.as_ref() == Some(peer) {
+    let waypoint = snap.workload_by_ip(wp.address);
+    if waypoint.is_some_and(|ww| is_identity_of(ww, peer)) {
         return Ok(());
     }
+    let expected = waypoint.map(workload_identity);
     Err(InboundError::NotFromWaypoint {
         workload: w.name.clone(),
         waypoint: expected

@@ -167,6 +167,15 @@ fn first_ip(w: &Workload, like: IpAddr) -> Option<IpAddr> {
 }
 
 /// The SPIFFE identity of a workload.
+/// Whether `id` is `w`'s identity; compares in place, unlike `workload_identity(w) == *id`, which
+/// allocates (this runs for every inbound tunnel).
+pub fn is_identity_of(w: &Workload, id: &SpiffeId) -> bool {
+    w.trust_domain == id.trust_domain
+        && w.namespace == id.namespace
+        && w.service_account == id.service_account
+}
+
+/// The SPIFFE identity of workload `w`.
 pub fn workload_identity(w: &Workload) -> SpiffeId {
     SpiffeId::new(
         w.trust_domain.clone(),

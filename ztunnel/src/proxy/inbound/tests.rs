@@ -47,7 +47,7 @@ fn client_for(workload: &str, req: &hbone::ConnectRequest) -> IpAddr {
         .workloads()
         .find(|w| w.name == workload)
         .expect("workload");
-    original_client(req, from_waypoint_of(&snap, w, &req.conn.peer_identity))
+    original_client(&snap, Some(w), req)
 }
 
 #[test]
