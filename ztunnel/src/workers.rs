@@ -8,6 +8,8 @@
 //! work-stealing runtime every spawned task could wake a sibling thread, which cost a futex
 //! wake-up and a context switch per new connection (twice the context switches, and a fifth
 //! fewer connections per second, in the two-node benchmark). This is the worker model of Envoy.
+//! The one exception is a bulk transfer, whose relay moves to the next worker
+//! ([`Workers::offload_target`], `hbone::relay_tcp`) so that one stream uses two cores.
 //!
 //! The control side (handoff, control stream, admin, metrics) runs on the main runtime.
 
@@ -104,6 +106,14 @@ impl Workers {
         &self.handles
     }
 
+    /// Where a bulk relay running on the calling worker may continue (the next worker), so that
+    /// its socket and its HTTP/2 connection are served by two threads (`hbone::relay_tcp`);
+    /// `None` with a single worker.
+    pub fn offload_target(&self) -> Option<hbone::Offload> {
+        let n = self.handles.len();
+        (n > 1).then(|| hbone::Offload::new(self.handles[(current() + 1) % n].clone()))
+    }
+
     /// Stops every worker and waits for their threads (blocking: call from a blocking context).
     pub fn shutdown(&self) {
         let stops = std::mem::take(&mut *self.stops.lock().unwrap_or_else(|e| e.into_inner()));
@@ -161,6 +171,25 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("worker task finished");
         assert_eq!(result, Ok(true));
+        workers.shutdown();
+    }
+
+    #[test]
+    fn bulk_relays_move_to_the_next_worker_and_never_with_one_worker() {
+        let one = Workers::start(1, "ztunnel-worker").unwrap();
+        assert!(one.offload_target().is_none());
+        one.shutdown();
+        let workers = std::sync::Arc::new(Workers::start(3, "ztunnel-worker").unwrap());
+        for i in 0..3 {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let w = workers.clone();
+            workers.handles()[i].spawn(async move {
+                let target = w.offload_target().expect("three workers");
+                drop(target.handle().spawn(async move { tx.send(current()) }));
+            });
+            let ran_on = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+            assert_eq!(ran_on, (i + 1) % 3, "moved from worker {i}");
+        }
         workers.shutdown();
     }
 

@@ -14,6 +14,11 @@ use tokio_util::io::poll_read_buf;
 
 use crate::stream::{H2Stream, RecvHalf, SendHalf};
 
+mod bulk;
+mod offload;
+
+pub use offload::{Offload, relay_tcp};
+
 /// First read size from the socket: small, so that idle or interactive connections stay cheap.
 const INITIAL_READ_SIZE: usize = 8 * 1024;
 /// Largest read size; reached by doubling while reads keep filling the buffer (bulk transfer).
@@ -26,6 +31,8 @@ pub struct Transferred {
     pub to_tunnel: u64,
     /// Bytes received from the tunnel and written to the socket.
     pub from_tunnel: u64,
+    /// Whether the relay moved to another worker for a bulk transfer (see [`relay_tcp`]).
+    pub offloaded: bool,
 }
 
 /// Which side of the relay failed.
@@ -92,63 +99,118 @@ pub async fn copy_bidirectional<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    let mut up = Upload::default();
-    let mut down = Download::default();
-    let (mut up_done, mut down_done) = (false, false);
-    let result = poll_fn(|cx| {
-        if !up_done {
-            match up.poll(cx, &mut *socket, &mut tunnel.send) {
-                Poll::Ready(Ok(())) => up_done = true,
-                Poll::Ready(Err((side, source))) => {
-                    let transferred = totals(&up, &down);
-                    return Poll::Ready(Err(CopyError::ToTunnel {
-                        side,
-                        transferred,
-                        source,
-                    }));
-                }
-                Poll::Pending => {}
-            }
+    let mut relay = Relay::new(None);
+    loop {
+        // Not watching for bulk transfer, so `Bulk` does not come; were it to, go on here.
+        if let Step::Done(result) = relay.run(socket, tunnel).await {
+            return result;
         }
-        if !down_done {
-            match down.poll(cx, &mut *socket, &mut tunnel.recv) {
-                Poll::Ready(Ok(())) => down_done = true,
-                Poll::Ready(Err((side, source))) => {
-                    let transferred = totals(&up, &down);
-                    return Poll::Ready(Err(CopyError::FromTunnel {
-                        side,
-                        transferred,
-                        source,
-                    }));
-                }
-                Poll::Pending => {}
-            }
-        }
-        if up_done && down_done {
-            Poll::Ready(Ok(totals(&up, &down)))
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
-    if let Err(
-        CopyError::ToTunnel {
-            side: Side::Socket, ..
-        }
-        | CopyError::FromTunnel {
-            side: Side::Socket, ..
-        },
-    ) = &result
-    {
-        tunnel.reset(Reason::CANCEL);
     }
-    result
 }
 
-fn totals(up: &Upload, down: &Download) -> Transferred {
-    Transferred {
-        to_tunnel: up.bytes,
-        from_tunnel: down.bytes,
+/// What [`Relay::run`] stopped for.
+pub(crate) enum Step {
+    /// Both directions finished, or one failed.
+    Done(Result<Transferred, CopyError>),
+    /// The relay is moving bulk data (see [`bulk::Meter`]) and may continue elsewhere; its
+    /// state is consistent, nothing is in flight.
+    Bulk,
+}
+
+/// The state of one relay: it can stop between polls and be resumed, on another thread too.
+pub(crate) struct Relay {
+    up: Upload,
+    down: Download,
+    up_done: bool,
+    down_done: bool,
+    meter: Option<bulk::Meter>,
+    pub(crate) offloaded: bool,
+}
+
+impl Relay {
+    /// A relay that stops with [`Step::Bulk`] once `meter` sees bulk transfer.
+    pub(crate) fn new(meter: Option<bulk::Meter>) -> Self {
+        Self {
+            up: Upload::default(),
+            down: Download::default(),
+            up_done: false,
+            down_done: false,
+            meter,
+            offloaded: false,
+        }
+    }
+
+    /// Bytes relayed in each direction so far.
+    pub(crate) fn totals(&self) -> Transferred {
+        Transferred {
+            to_tunnel: self.up.bytes,
+            from_tunnel: self.down.bytes,
+            offloaded: self.offloaded,
+        }
+    }
+
+    /// Relays until done or failed, or (when watching) until bulk transfer shows.
+    pub(crate) async fn run<S>(&mut self, socket: &mut S, tunnel: &mut H2Stream) -> Step
+    where
+        S: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    {
+        let step = poll_fn(|cx| self.poll(cx, &mut *socket, tunnel)).await;
+        if let Step::Done(Err(
+            CopyError::ToTunnel {
+                side: Side::Socket, ..
+            }
+            | CopyError::FromTunnel {
+                side: Side::Socket, ..
+            },
+        )) = &step
+        {
+            tunnel.reset(Reason::CANCEL);
+        }
+        step
+    }
+
+    fn poll<S>(&mut self, cx: &mut Context<'_>, socket: &mut S, tunnel: &mut H2Stream) -> Poll<Step>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    {
+        if !self.up_done {
+            match self.up.poll(cx, &mut *socket, &mut tunnel.send) {
+                Poll::Ready(Ok(())) => self.up_done = true,
+                Poll::Ready(Err((side, source))) => {
+                    let transferred = self.totals();
+                    return Poll::Ready(Step::Done(Err(CopyError::ToTunnel {
+                        side,
+                        transferred,
+                        source,
+                    })));
+                }
+                Poll::Pending => {}
+            }
+        }
+        if !self.down_done {
+            match self.down.poll(cx, &mut *socket, &mut tunnel.recv) {
+                Poll::Ready(Ok(())) => self.down_done = true,
+                Poll::Ready(Err((side, source))) => {
+                    let transferred = self.totals();
+                    return Poll::Ready(Step::Done(Err(CopyError::FromTunnel {
+                        side,
+                        transferred,
+                        source,
+                    })));
+                }
+                Poll::Pending => {}
+            }
+        }
+        if self.up_done && self.down_done {
+            return Poll::Ready(Step::Done(Ok(self.totals())));
+        }
+        // Both directions wait for something: a consistent point to stop at.
+        let total = self.up.bytes + self.down.bytes;
+        if self.meter.as_mut().is_some_and(|m| m.is_bulk(total)) {
+            self.meter = None;
+            return Poll::Ready(Step::Bulk);
+        }
+        Poll::Pending
     }
 }
 

@@ -18,7 +18,7 @@ pub mod stream;
 pub use bufio::ReadBuffered;
 pub use client::{ConnectError, TunnelRequest};
 pub use config::H2Config;
-pub use copy::{CopyError, Transferred, copy_bidirectional};
+pub use copy::{CopyError, Offload, Transferred, copy_bidirectional, relay_tcp};
 pub use pool::{Connector, DialError, Pool, PoolConfig, PoolError, PoolKey};
 pub use server::{
     ConnInfo, ConnectHandler, ConnectRequest, Responder, ServeError, ServeOptions, accept_tls,

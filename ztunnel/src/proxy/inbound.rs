@@ -173,7 +173,7 @@ async fn serve_tunnel(
         return Err(e);
     }
     let cc = ctx.proxy.tunnel_congestion.clone();
-    let mut app = match connect_app(&ctx.netns, req.authority, client, cc).await {
+    let app = match connect_app(&ctx.netns, req.authority, client, cc).await {
         Ok(s) => s,
         Err(e) => {
             let e = InboundError::App(req.authority, e);
@@ -181,10 +181,10 @@ async fn serve_tunnel(
             return Err(e);
         }
     };
-    let mut tunnel = responder
+    let tunnel = responder
         .accept()
         .map_err(|e| InboundError::Respond(e.to_string()))?;
-    let copied = hbone::copy_bidirectional(&mut app, &mut tunnel).await;
+    let copied = hbone::relay_tcp(app, tunnel, ctx.proxy.workers.offload_target()).await;
     let t = match &copied {
         Ok(t) => *t,
         Err(e) => e.transferred(),

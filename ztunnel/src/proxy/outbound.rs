@@ -108,7 +108,7 @@ async fn run(
             let mut req = TunnelRequest::new(authority);
             req.forwarded_for = Some(client.0);
             drop(snap);
-            let mut tunnel =
+            let tunnel =
                 ctx.pool()
                     .connect(&key, &req)
                     .await
@@ -117,7 +117,8 @@ async fn run(
                         authority,
                         source,
                     })?;
-            let copied = hbone::copy_bidirectional(&mut stream, &mut tunnel).await;
+            let offload = ctx.proxy.workers.offload_target();
+            let copied = hbone::relay_tcp(stream, tunnel, offload).await;
             let t = match &copied {
                 Ok(t) => *t,
                 Err(e) => e.transferred(),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod drain;
+mod offload;
 mod pool;
 mod records;
 mod server_errors;
