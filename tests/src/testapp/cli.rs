@@ -3,10 +3,12 @@
 //! ```text
 //! mesh-testapp serve --port P [--bind IP] [--banner]
 //! mesh-testapp send --to IP:PORT --data STRING [--timeout-ms N]
+//! mesh-testapp bulk --to IP:PORT --bytes N [--timeout-ms N]
 //! mesh-testapp connrate --to IP:PORT [--duration-ms N] [--concurrency C] [--timeout-ms N]
 //! ```
 //! `serve` prints `listening on <addr>` once bound. `send` prints what came back and exits 0, or
-//! prints the reason on stderr and exits with [`super::SendError::exit_code`]. `connrate` prints
+//! prints the reason on stderr and exits with [`super::SendError::exit_code`]. `bulk` prints
+//! `echoed N bytes intact in MS ms` and exits 0, or the reason and exits 1. `connrate` prints
 //! one JSON line (see [`super::ConnRateReport::to_json`]).
 
 use std::ffi::OsString;
@@ -18,7 +20,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use super::{
-    ConnRateOptions, Route, SendOptions, ServeOptions, Server, banner_name, connrate, relay, send,
+    BulkOptions, ConnRateOptions, Route, SendOptions, ServeOptions, Server, banner_name, bulk,
+    connrate, relay, send,
 };
 
 /// The prefix of the line `serve` prints when it is ready.
@@ -58,6 +61,18 @@ enum Cmd {
         data: String,
         /// Deadline of the whole exchange.
         #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+    /// Stream a byte pattern to an echo server and check every byte that comes back.
+    Bulk {
+        /// Server address.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Bytes to stream.
+        #[arg(long)]
+        bytes: u64,
+        /// Deadline of the whole exchange.
+        #[arg(long, default_value_t = 60_000)]
         timeout_ms: u64,
     },
     /// Measure new connections per second against an echo server.
@@ -146,6 +161,27 @@ where
                 Err(e) => {
                     eprintln!("mesh-testapp send: {e}");
                     ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        Cmd::Bulk {
+            to,
+            bytes,
+            timeout_ms,
+        } => {
+            let opts = BulkOptions {
+                to,
+                bytes,
+                timeout: Duration::from_millis(timeout_ms),
+            };
+            match bulk(&opts) {
+                Ok(took) => {
+                    println!("echoed {bytes} bytes intact in {} ms", took.as_millis());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mesh-testapp bulk: {e}");
+                    ExitCode::from(1)
                 }
             }
         }

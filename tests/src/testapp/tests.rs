@@ -128,3 +128,75 @@ fn cli_rejects_bad_arguments() {
     let code = cli::main_from(["mesh-testapp", "send", "--to", "not-an-addr", "--data", "x"]);
     assert_eq!(code, std::process::ExitCode::from(2));
 }
+
+fn bulk_opts(to: SocketAddr, bytes: u64) -> BulkOptions {
+    BulkOptions {
+        to,
+        bytes,
+        timeout: Duration::from_secs(20),
+    }
+}
+
+/// An echo server that passes `keep` bytes back (the byte at `flip`, if any, changed) and then
+/// closes its side.
+fn start_faulty_echo(keep: u64, flip: Option<u64>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut at = 0u64;
+        loop {
+            let n = match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            for (k, b) in buf[..n].iter_mut().enumerate() {
+                if Some(at + k as u64) == flip {
+                    *b ^= 0xff;
+                }
+            }
+            let back = usize::try_from(keep.saturating_sub(at))
+                .unwrap_or(usize::MAX)
+                .min(n);
+            if std::io::Write::write_all(&mut s, &buf[..back]).is_err() {
+                break;
+            }
+            at += n as u64;
+        }
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    });
+    addr
+}
+
+#[test]
+fn bulk_streams_and_checks_every_byte() {
+    let addr = start(None);
+    bulk(&bulk_opts(addr, 24 << 20)).expect("24 MiB echoed intact");
+}
+
+#[test]
+fn bulk_reports_a_changed_byte_and_where() {
+    let addr = start_faulty_echo(u64::MAX, Some(1_000_003));
+    let err = bulk(&bulk_opts(addr, 4 << 20)).expect_err("corruption found");
+    assert!(
+        matches!(
+            err,
+            BulkError::Corrupt {
+                offset: 1_000_003,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn bulk_reports_a_short_echo() {
+    let addr = start_faulty_echo(3 << 20, None);
+    let err = bulk(&bulk_opts(addr, 4 << 20)).expect_err("echo cut short");
+    assert!(
+        matches!(err, BulkError::Length { got, sent } if got == 3 << 20 && sent == 4 << 20),
+        "{err}"
+    );
+}

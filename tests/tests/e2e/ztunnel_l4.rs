@@ -542,3 +542,65 @@ fn server_app_sees_the_client_address() {
         assert!(reply.contains("src"), "{reply}");
     }
 }
+
+/// A bulk transfer (64 MiB each way through an echo server) crosses both ztunnels intact and in
+/// order: the relays that move to another worker under bulk load (`hbone::relay_tcp`) lose
+/// nothing, on the client side and on the server side. (Even debug builds move here, as
+/// `MESH_TEST_LOG=info,hbone::copy=debug` shows; the move itself is asserted in hbone's
+/// `offload` tests, since a busy test machine may not reach the bulk rate.)
+#[test]
+fn bulk_transfer_through_two_ztunnels_keeps_every_byte() {
+    const PLAIN_ECHO_PORT: u16 = 9090;
+    let mut b = MeshBuilder::new("l4bulk", 2).unwrap();
+    let client = b.pod(1, PodSpec::new("client")).unwrap();
+    let server = b.pod(2, PodSpec::new("server")).unwrap();
+    let mesh = b.start().unwrap();
+    let port = PLAIN_ECHO_PORT.to_string();
+    let mut echo = mesh
+        .pod(server)
+        .spawn(
+            mesh_testbed::bin_path("mesh-testapp"),
+            &["serve", "--port", port.as_str()],
+        )
+        .unwrap();
+    echo.wait_for_output("listening on", Duration::from_secs(10))
+        .unwrap();
+    let to = addr(mesh.pod(server), PLAIN_ECHO_PORT).to_string();
+    let bytes = (64u64 << 20).to_string();
+    let out = mesh
+        .pod(client)
+        .netns
+        .run_timeout(
+            mesh_testbed::bin_path("mesh-testapp"),
+            &["bulk", "--to", to.as_str(), "--bytes", bytes.as_str()],
+            Duration::from_secs(90),
+        )
+        .unwrap();
+    assert!(
+        out.success() && out.stdout.contains("intact"),
+        "bulk transfer: {} {}\n{}",
+        out.stdout,
+        out.stderr,
+        logs(&mesh)
+    );
+    // It went through the tunnel, and both ztunnels accounted every byte in each direction.
+    let n = 64u64 << 20;
+    for (node, direction) in [(1, "outbound"), (2, "inbound")] {
+        let log = mesh
+            .node(node)
+            .ztunnel()
+            .stdout_containing(&format!("dst.addr={to} "));
+        let record = log
+            .lines()
+            .find(|l| {
+                l.contains(&format!("dst.addr={to} "))
+                    && l.contains(&format!("direction=\"{direction}\""))
+            })
+            .unwrap_or_else(|| panic!("no {direction} record for {to}:\n{}", logs(&mesh)));
+        assert!(
+            record.contains(&format!("bytes_sent={n} "))
+                && record.contains(&format!("bytes_recv={n} ")),
+            "{record}"
+        );
+    }
+}
