@@ -7,8 +7,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::{Congestion, DEFAULT_BACKLOG, SocketError, opt_err};
 
 /// Builds a non-blocking TCP listener: `SO_REUSEADDR` and `SO_REUSEPORT` (so a new ztunnel can
-/// bind the same ports during an upgrade while the old one drains), an optional `SO_MARK`, and a
-/// backlog of [`DEFAULT_BACKLOG`].
+/// bind the same ports during an upgrade while the old one drains), an optional `SO_MARK`,
+/// `TCP_NODELAY` (inherited by accepted sockets), and a backlog of [`DEFAULT_BACKLOG`].
 ///
 /// Call [`ListenerBuilder::build`] inside the target namespace (see [`super::in_netns`]); adopt the
 /// result on the runtime with `tokio::net::TcpListener::from_std`.
@@ -77,6 +77,11 @@ impl ListenerBuilder {
         if let Some(cc) = &self.congestion {
             cc.apply_best_effort(&socket, addr);
         }
+        // Inherited by accepted sockets: a proxy relays writes as they come and must not hold
+        // small ones back for an ACK (Nagle) when the app on the other end did not ask for it.
+        socket
+            .set_tcp_nodelay(true)
+            .map_err(opt_err("TCP_NODELAY", addr))?;
         socket
             .set_nonblocking(true)
             .map_err(opt_err("O_NONBLOCK", addr))?;

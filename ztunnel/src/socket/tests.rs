@@ -384,3 +384,17 @@ async fn transparent_source_binds_the_address_and_leaves_the_port_to_connect() {
     assert_eq!(peer, stream.local_addr().expect("local"));
     assert_ne!(peer.port(), 0);
 }
+
+/// Accepted sockets (ztunnel's end of an app's captured connection) send small writes at once:
+/// a proxy must not add Nagle's delay to what it relays, whatever the app chose for its own
+/// socket.
+#[test]
+fn accepted_sockets_have_nagle_off() {
+    let listener = ListenerBuilder::new(loopback_any_port())
+        .build()
+        .expect("listener");
+    let target = listener.local_addr().expect("addr");
+    let _client = std::net::TcpStream::connect(target).expect("connect");
+    let accepted = accept_with_timeout(&listener);
+    assert!(accepted.nodelay().expect("TCP_NODELAY"), "Nagle is on");
+}
