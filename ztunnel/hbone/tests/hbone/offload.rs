@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use hbone::{CopyError, Offload, PoolConfig, ServeOptions, Transferred};
+use hbone::{CopyError, Offload, Transferred};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -52,13 +52,7 @@ impl Drop for Worker {
 async fn relayed_app(
     offload: Option<Offload>,
 ) -> Result<(TcpStream, JoinHandle<Result<Transferred, CopyError>>)> {
-    let pki = std::sync::Arc::new(Pki::new());
-    let server = start_server(&pki, "server", Mode::Proxy, ServeOptions::default()).await;
-    let echo = start_echo().await;
-    let (pool, _) = pool(&pki, PoolConfig::default());
-    let tunnel = pool
-        .connect(&key(server.addr, "server"), &tunnel_req(echo))
-        .await?;
+    let (tunnel, pool, server) = echo_tunnel().await?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let (app, accepted) = tokio::join!(
         TcpStream::connect(listener.local_addr()?),

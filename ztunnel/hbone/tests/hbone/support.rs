@@ -257,6 +257,19 @@ pub async fn tls_client(
     Ok(TlsConnector::from(cfg).connect(name, tcp).await?)
 }
 
+/// A tunnel from a fresh pool through a `Proxy` server to a fresh echo upstream; the pool and
+/// server are returned so that they live as long as the caller needs the tunnel.
+pub async fn echo_tunnel() -> Result<(H2Stream, Pool, Server)> {
+    let pki = Arc::new(Pki::new());
+    let server = start_server(&pki, "server", Mode::Proxy, ServeOptions::default()).await;
+    let echo = start_echo().await;
+    let (pool, _) = pool(&pki, PoolConfig::default());
+    let tunnel = pool
+        .connect(&key(server.addr, "server"), &tunnel_req(echo))
+        .await?;
+    Ok((tunnel, pool, server))
+}
+
 /// Round-trips `payload` through `tunnel` (echo upstream) and returns what came back.
 pub async fn echo_once(tunnel: &mut H2Stream, payload: &[u8]) -> Result<Vec<u8>> {
     tunnel.write_all(payload).await?;

@@ -13,13 +13,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_through_tunnel() -> Result<()> {
-    let pki = std::sync::Arc::new(Pki::new());
-    let server = start_server(&pki, "server", Mode::Proxy, ServeOptions::default()).await;
-    let echo = start_echo().await;
-    let (pool, _) = pool(&pki, PoolConfig::default());
-    let mut tunnel = pool
-        .connect(&key(server.addr, "server"), &tunnel_req(echo))
-        .await?;
+    let (mut tunnel, _pool, _server) = echo_tunnel().await?;
     assert_eq!(
         echo_once(&mut tunnel, b"hello hbone").await?,
         b"hello hbone"
@@ -30,13 +24,7 @@ async fn round_trip_through_tunnel() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_transfer_keeps_every_byte_in_order() -> Result<()> {
-    let pki = std::sync::Arc::new(Pki::new());
-    let server = start_server(&pki, "server", Mode::Proxy, ServeOptions::default()).await;
-    let echo = start_echo().await;
-    let (pool, _) = pool(&pki, PoolConfig::default());
-    let tunnel = pool
-        .connect(&key(server.addr, "server"), &tunnel_req(echo))
-        .await?;
+    let (tunnel, _pool, _server) = echo_tunnel().await?;
     let (mut rd, mut wr) = tokio::io::split(tunnel);
     const TOTAL: usize = 24 * 1024 * 1024;
     let writer = tokio::spawn(async move {
@@ -68,13 +56,7 @@ async fn large_transfer_keeps_every_byte_in_order() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_half_close_reaches_upstream_and_comes_back() -> Result<()> {
-    let pki = std::sync::Arc::new(Pki::new());
-    let server = start_server(&pki, "server", Mode::Proxy, ServeOptions::default()).await;
-    let echo = start_echo().await;
-    let (pool, _) = pool(&pki, PoolConfig::default());
-    let mut tunnel = pool
-        .connect(&key(server.addr, "server"), &tunnel_req(echo))
-        .await?;
+    let (mut tunnel, _pool, _server) = echo_tunnel().await?;
     tunnel.write_all(b"last words").await?;
     tunnel.shutdown().await?;
     // The echo upstream only half-closes after it saw our EOF, so reading to the end proves
