@@ -148,10 +148,16 @@ fn in_netns_reports_a_panic() {
 /// A fresh namespace, a worker handle on it, and a loopback listener made inside it (adopted by
 /// tokio) with its address.
 fn netns_with_listener() -> (TestNetns, PodNetns, tokio::net::TcpListener, SocketAddr) {
+    netns_with_listener_on(loopback_any_port())
+}
+
+fn netns_with_listener_on(
+    addr: SocketAddr,
+) -> (TestNetns, PodNetns, tokio::net::TcpListener, SocketAddr) {
     let ns = TestNetns::new();
     let worker = PodNetns::open(ns.file.as_fd()).expect("worker");
     let listener = worker
-        .run(|| ListenerBuilder::new(loopback_any_port()).build())
+        .run(move || ListenerBuilder::new(addr).build())
         .expect("listener");
     let target = listener.local_addr().expect("addr");
     let listener = tokio::net::TcpListener::from_std(listener).expect("adopt listener");
@@ -355,8 +361,33 @@ async fn tunnel_sockets_get_the_chosen_congestion_control_and_others_keep_the_de
 /// connect time, against the whole 4-tuple) and the peer sees that address.
 #[tokio::test]
 async fn transparent_source_binds_the_address_and_leaves_the_port_to_connect() {
-    let (_ns, worker, listener, target) = netns_with_listener();
-    let source: SocketAddr = "127.0.0.2:0".parse().expect("source");
+    check_transparent_source(loopback_any_port(), "127.0.0.2:0", None).await;
+}
+
+/// The same over IPv6. `fd00::5` is no address of the namespace, so binding it takes
+/// IPV6_TRANSPARENT; the local route brings the SYN-ACK back to it (what the pod's
+/// `fwmark 0x111` rule does for the replies to a client's address).
+#[tokio::test]
+async fn transparent_ipv6_source_binds_the_address_and_the_peer_sees_it() {
+    let route = [
+        "ip",
+        "-6",
+        "route",
+        "add",
+        "local",
+        "fd00::/64",
+        "dev",
+        "lo",
+    ];
+    check_transparent_source("[::1]:0".parse().expect("::1"), "[fd00::5]:0", Some(&route)).await;
+}
+
+async fn check_transparent_source(listen: SocketAddr, source: &str, setup: Option<&[&str]>) {
+    let (ns, worker, listener, target) = netns_with_listener_on(listen);
+    if let Some(cmd) = setup {
+        ns.exec(cmd);
+    }
+    let source: SocketAddr = source.parse().expect("source");
     let socket = worker
         .run(move || {
             ConnectBuilder::new(target)
@@ -364,7 +395,12 @@ async fn transparent_source_binds_the_address_and_leaves_the_port_to_connect() {
                 .build()
         })
         .expect("socket");
-    assert!(socket.ip_transparent_v4().expect("IP_TRANSPARENT"));
+    let transparent = if source.is_ipv4() {
+        socket.ip_transparent_v4()
+    } else {
+        socket.ip_transparent_v6()
+    };
+    assert!(transparent.expect("IP(V6)_TRANSPARENT"));
     assert!(
         nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::IpBindAddressNoPort)
             .expect("IP_BIND_ADDRESS_NO_PORT")
