@@ -153,3 +153,31 @@ async fn cancelling_the_relay_stops_its_moved_half() -> Result<()> {
         Err(_) => anyhow::bail!("the moved relay kept the connection open after cancelling"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_relay_passes_on_an_early_half_close_and_the_whole_echo() -> Result<()> {
+    const TOTAL: usize = 8 << 20;
+    let worker = Worker::start();
+    let offload =
+        Offload::new(worker.handle.clone()).with_window(1 << 20, Duration::from_secs(3600));
+    let (app, relay) = relayed_app(Some(offload)).await?;
+    let (mut rd, mut wr) = app.into_split();
+    // Everything is written and the write side closed before a byte is read back, so the
+    // half-close reaches the relay while the echo is still on its way (before or after the
+    // move, depending on timing): END_STREAM must still go out, and the echo come back whole.
+    let data: Vec<u8> = (0..TOTAL).map(pattern).collect();
+    let writer = tokio::spawn(async move {
+        wr.write_all(&data).await?;
+        wr.shutdown().await?;
+        std::io::Result::Ok(wr)
+    });
+    let mut back = Vec::with_capacity(TOTAL);
+    rd.read_to_end(&mut back).await?;
+    let _wr = writer.await??;
+    assert_eq!(back.len(), TOTAL);
+    assert!(back.iter().enumerate().all(|(i, b)| *b == pattern(i)));
+    let t = relay.await?.context("relay")?;
+    assert_eq!((t.to_tunnel, t.from_tunnel), (TOTAL as u64, TOTAL as u64));
+    assert!(t.offloaded);
+    Ok(())
+}
