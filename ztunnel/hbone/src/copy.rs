@@ -205,8 +205,9 @@ impl Relay {
             return Poll::Ready(Step::Done(Ok(self.totals())));
         }
         // Both directions wait for something: a consistent point to stop at.
-        let total = self.up.bytes + self.down.bytes;
-        if self.meter.as_mut().is_some_and(|m| m.is_bulk(total)) {
+        if let Some(meter) = self.meter.as_mut()
+            && meter.is_bulk(self.up.bytes + self.down.bytes)
+        {
             self.meter = None;
             return Poll::Ready(Step::Bulk);
         }

@@ -68,6 +68,11 @@ async fn relayed_app(
     Ok((app?, relay))
 }
 
+/// Moves to `worker` once any 1 MiB has been relayed: early in every transfer of these tests.
+fn eager(worker: &Worker) -> Offload {
+    Offload::new(worker.handle.clone()).with_window(1 << 20, Duration::from_secs(3600))
+}
+
 fn pattern(i: usize) -> u8 {
     (i % 251) as u8
 }
@@ -76,10 +81,7 @@ fn pattern(i: usize) -> u8 {
 async fn bulk_relay_moves_to_the_other_worker_and_keeps_every_byte_in_order() -> Result<()> {
     const TOTAL: usize = 32 << 20;
     let worker = Worker::start();
-    // Any 1 MiB counts as bulk here, so the relay moves early in the transfer.
-    let offload =
-        Offload::new(worker.handle.clone()).with_window(1 << 20, Duration::from_secs(3600));
-    let (app, relay) = relayed_app(Some(offload)).await?;
+    let (app, relay) = relayed_app(Some(eager(&worker))).await?;
     let (mut rd, mut wr) = app.into_split();
     let writer = tokio::spawn(async move {
         let data: Vec<u8> = (0..TOTAL).map(pattern).collect();
@@ -133,9 +135,7 @@ async fn request_response_traffic_stays_on_its_worker() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_the_relay_stops_its_moved_half() -> Result<()> {
     let worker = Worker::start();
-    let offload =
-        Offload::new(worker.handle.clone()).with_window(1 << 20, Duration::from_secs(3600));
-    let (mut app, relay) = relayed_app(Some(offload)).await?;
+    let (mut app, relay) = relayed_app(Some(eager(&worker))).await?;
     let data = vec![1u8; 2 << 20];
     let mut back = vec![0u8; data.len()];
     app.write_all(&data).await?;
@@ -158,9 +158,7 @@ async fn cancelling_the_relay_stops_its_moved_half() -> Result<()> {
 async fn a_moved_relay_passes_on_an_early_half_close_and_the_whole_echo() -> Result<()> {
     const TOTAL: usize = 8 << 20;
     let worker = Worker::start();
-    let offload =
-        Offload::new(worker.handle.clone()).with_window(1 << 20, Duration::from_secs(3600));
-    let (app, relay) = relayed_app(Some(offload)).await?;
+    let (app, relay) = relayed_app(Some(eager(&worker))).await?;
     let (mut rd, mut wr) = app.into_split();
     // Everything is written and the write side closed before a byte is read back, so the
     // half-close reaches the relay while the echo is still on its way (before or after the
