@@ -11,7 +11,7 @@ use ztunnel::admin::{self, AdminState, Ready};
 use ztunnel::identity::{CertManager, CertSource, ControlCa, LocalCa};
 use ztunnel::telemetry;
 
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::server::{self, Server};
@@ -21,11 +21,7 @@ use ztunnel::workers::{self, Workers};
 
 /// Runs the waypoint until a signal or `/quitquitquit` drains it.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let format = match config.log_format {
-        LogFormat::Text => telemetry::LogFormat::Text,
-        LogFormat::Json => telemetry::LogFormat::Json,
-    };
-    let log = telemetry::init_logging(format, &telemetry::directives_from_env())
+    let log = telemetry::init_logging(config.log_format, &telemetry::directives_from_env())
         .context("cannot initialise logging")?;
 
     let identity = config.identity();
@@ -120,7 +116,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ready.set_ready(true);
     tracing::info!(identity = %identity, listen = %config.listen, workers = n_workers, "waypoint started");
 
-    wait_for_stop(&drain).await;
+    ztunnel::app::wait_for_stop(&drain).await;
     ready.set_ready(false);
     drain.cancel();
     tracing::info!(period = ?config.drain, "draining");
@@ -131,22 +127,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("stopping the data-path workers failed")?;
     tracing::info!("waypoint stopped");
     Ok(())
-}
-
-async fn wait_for_stop(drain: &CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM");
-            drain.cancelled().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = drain.cancelled() => tracing::info!("drain requested"),
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-    }
 }
 
 /// The config sources (files, or control's stream) with their first config loaded, and the

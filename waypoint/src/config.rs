@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ztunnel::socket::{CongestionChoice, DEFAULT_TUNNEL_CONGESTION};
+pub use ztunnel::telemetry::LogFormat;
 
 /// HBONE listener (DESIGN.md 3).
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:15008";
@@ -20,15 +21,6 @@ pub const CONFIG_POLL: Duration = Duration::from_millis(500);
 /// How long a tunnel may stay silent before it is treated as opaque TCP when the service port
 /// declares no `appProtocol` (server-first protocols send nothing); Istio uses 100 ms too.
 pub const DEFAULT_SNIFF_TIMEOUT_MS: u64 = 100;
-
-/// Output format of logs and access logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Everything the waypoint needs to start.
 #[derive(Debug, Clone, clap::Parser)]

@@ -7,7 +7,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, Ready};
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::identity::CertManager;
 use crate::inpod::{client, pods::PodManager};
 use crate::metrics::Metrics;
@@ -17,11 +17,7 @@ use crate::workers::Workers;
 
 /// Runs ztunnel until a signal or `/quitquitquit` drains it.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let format = match config.log_format {
-        LogFormat::Text => telemetry::LogFormat::Text,
-        LogFormat::Json => telemetry::LogFormat::Json,
-    };
-    let log = telemetry::init_logging(format, &telemetry::directives_from_env())
+    let log = telemetry::init_logging(config.log_format, &telemetry::directives_from_env())
         .context("cannot initialise logging")?;
 
     let drain = CancellationToken::new();
@@ -118,7 +114,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_stop(drain: &CancellationToken) {
+/// Returns when the process should drain: `drain` cancelled (e.g. `/quitquitquit`), SIGTERM or
+/// SIGINT. Shared with the waypoint, which stops the same way.
+pub async fn wait_for_stop(drain: &CancellationToken) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::socket::{CongestionChoice, DEFAULT_TUNNEL_CONGESTION};
+pub use crate::telemetry::LogFormat;
 
 /// Default admin address: loopback only, it can drain the proxy.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:15000";
@@ -22,15 +23,6 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 pub const DEFAULT_CONTROL_IDENTITY: &str = "spiffe://cluster.local/ns/istio-system/sa/mesh-control";
 /// How often the config file is checked for changes.
 pub const CONFIG_POLL: Duration = Duration::from_millis(500);
-
-/// Output format of logs and access logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Everything ztunnel needs to start.
 #[derive(Debug, Clone, clap::Parser)]

@@ -47,8 +47,8 @@ pub enum TelemetryError {
     Flusher(std::io::Error),
 }
 
-/// Output format of the logs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Output format of the logs (and the value of ztunnel's and the waypoint's `--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]

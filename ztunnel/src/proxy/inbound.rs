@@ -111,10 +111,7 @@ pub async fn handle(ctx: Arc<PodContext>, tcp: TcpStream, client: ClientAddr) {
 
 /// A connection that never got to carry a tunnel (TLS failed): one access-log record.
 fn failed_conn(client: ClientAddr, local: SocketAddr, start: Instant, error: String) {
-    let mut log = AccessLog::new(client.0, local, Direction::Inbound);
-    log.duration = start.elapsed();
-    log.error = Some(error);
-    log.emit();
+    AccessLog::new(client.0, local, Direction::Inbound).finish(start, Err(error));
 }
 
 /// One CONNECT stream: one tunnel, one access-log record.
@@ -129,9 +126,7 @@ async fn tunnel(ctx: Arc<PodContext>, req: hbone::ConnectRequest, responder: hbo
         log.dst_identity = Some(ctx.identity.to_string());
         log.dst_workload = Some(ctx.info.name.clone());
         let result = serve_tunnel(&ctx, &req, responder, &mut log).await;
-        log.duration = start.elapsed();
-        log.error = result.err().map(|e| e.to_string());
-        log.emit();
+        log.finish(start, result);
     }
     .instrument(span)
     .await

@@ -58,9 +58,7 @@ pub async fn handle(ctx: Arc<PodContext>, stream: TcpStream, client: ClientAddr)
             Ok(orig) => run(&ctx, stream, client, orig, &mut log).await,
             Err(e) => Err(OutboundError::OrigDst(e)),
         };
-        log.duration = start.elapsed();
-        log.error = result.err().map(|e| e.to_string());
-        log.emit();
+        log.finish(start, result);
     }
     .instrument(span)
     .await

@@ -108,6 +108,18 @@ impl AccessLog {
         }
     }
 
+    /// Completes the record of a connection that started at `start` with how it ended, and
+    /// writes it (see [`AccessLog::emit`]).
+    pub fn finish<E: std::fmt::Display>(
+        mut self,
+        start: std::time::Instant,
+        result: Result<(), E>,
+    ) {
+        self.duration = start.elapsed();
+        self.error = result.err().map(|e| e.to_string());
+        self.emit();
+    }
+
     /// Writes the record: exactly one event with target `access`, at INFO, or WARN when `error`
     /// is set. Absent optional fields are left out.
     pub fn emit(&self) {

@@ -20,11 +20,16 @@ fn sample_record() -> AccessLog {
 }
 
 fn emit_json(log: &AccessLog) -> Vec<serde_json::Value> {
+    json_records(|| log.emit())
+}
+
+/// The JSON lines that `write` logs.
+fn json_records(write: impl FnOnce()) -> Vec<serde_json::Value> {
     let capture = Capture::default();
     let writer = capture.clone();
     let (subscriber, _handle) =
         build_subscriber(LogFormat::Json, "info", move || writer.clone(), false).expect("build");
-    tracing::subscriber::with_default(subscriber, || log.emit());
+    tracing::subscriber::with_default(subscriber, write);
     capture
         .lines()
         .iter()
@@ -56,6 +61,25 @@ fn access_log_json_has_the_contract_fields() {
         r.get("src.workload").is_none(),
         "absent fields are left out: {r}"
     );
+}
+
+#[test]
+fn finish_sets_the_duration_and_the_outcome_and_writes_one_record() {
+    let start = std::time::Instant::now() - Duration::from_millis(30);
+    let ok = json_records(|| sample_record().finish(start, Ok::<(), String>(())));
+    assert_eq!(ok.len(), 1, "{ok:?}");
+    assert_eq!(ok[0]["level"], "INFO");
+    assert!(ok[0].get("error").is_none(), "{:?}", ok[0]);
+    let ms: u64 = ok[0]["duration"]
+        .as_str()
+        .and_then(|d| d.strip_suffix("ms"))
+        .and_then(|d| d.parse().ok())
+        .expect("duration in ms");
+    assert!(ms >= 30, "duration measured from start: {ms} ms");
+    let failed = json_records(|| sample_record().finish(start, Err("upstream refused")));
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["level"], "WARN");
+    assert_eq!(failed[0]["error"], "upstream refused");
 }
 
 #[test]
