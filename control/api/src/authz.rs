@@ -9,6 +9,7 @@
 
 mod convert;
 mod eval;
+pub(crate) mod l4;
 mod matchers;
 mod policy;
 pub mod spec;

@@ -13,10 +13,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::matchers::{StringMatch, ip_in};
-use super::policy::{
-    Action, Condition, ConditionTest, Operation, Policy, PolicyRef, Rule, Source, Values,
-};
+use super::l4::L4Peer;
+use super::policy::{Action, Policy, PolicyRef, Rule};
 use crate::identity::PeerIdentity;
 
 /// What ztunnel knows about a connection when it authorizes it.
@@ -81,7 +79,12 @@ impl fmt::Display for Decision {
 /// Decides `conn` against the policies that apply to the destination workload
 /// (see `ConfigSnapshot::policies_for`).
 pub fn evaluate(policies: &[&Policy], conn: &ConnAttrs) -> Decision {
-    let view = ConnView::new(conn);
+    let view = L4Peer::new(
+        conn.src_identity.as_ref(),
+        conn.src_ip,
+        conn.dst_ip,
+        conn.dst_port,
+    );
     for p in policies.iter().filter(|p| p.action == Action::Deny) {
         if p.matches(&view) {
             return Decision::Deny(DenyReason::DeniedBy(p.key()));
@@ -101,107 +104,24 @@ pub fn evaluate(policies: &[&Policy], conn: &ConnAttrs) -> Decision {
     }
 }
 
-/// The connection with its identity strings computed once.
-struct ConnView<'a> {
-    conn: &'a ConnAttrs,
-    principal: Option<String>,
-}
-
-impl<'a> ConnView<'a> {
-    fn new(conn: &'a ConnAttrs) -> Self {
-        Self {
-            conn,
-            principal: conn.src_identity.as_ref().map(PeerIdentity::principal),
-        }
-    }
-
-    fn namespace(&self) -> Option<&str> {
-        self.conn
-            .src_identity
-            .as_ref()
-            .map(|i| i.namespace.as_str())
-    }
-}
-
-/// Positive list (empty = no constraint) AND negative list (none may match).
-fn pos_neg<T>(pos: &[T], neg: &[T], pred: impl Fn(&T) -> bool) -> bool {
-    (pos.is_empty() || pos.iter().any(&pred)) && !neg.iter().any(&pred)
-}
-
-/// String matchers against an attribute that is absent for plaintext connections.
-fn str_attr(pos: &[StringMatch], neg: &[StringMatch], value: Option<&str>) -> bool {
-    pos_neg(pos, neg, |m| value.is_some_and(|v| m.matches(v)))
-}
-
 impl Policy {
-    fn matches(&self, conn: &ConnView<'_>) -> bool {
+    fn matches(&self, conn: &L4Peer<'_>) -> bool {
         self.rules.iter().any(|r| r.matches(self.action, conn))
     }
 }
 
 impl Rule {
-    fn matches(&self, action: Action, conn: &ConnView<'_>) -> bool {
+    fn matches(&self, action: Action, conn: &L4Peer<'_>) -> bool {
         if action == Action::Allow && self.has_l7() {
             return false;
         }
-        (self.from.is_empty() || self.from.iter().any(|s| s.matches(conn)))
-            && (self.to.is_empty() || self.to.iter().any(|o| o.matches(conn)))
-            && self.when.iter().all(|c| c.matches(conn))
-    }
-}
-
-impl Source {
-    /// The L4 fields; request principals are left to the caller's fail-closed handling.
-    fn matches(&self, conn: &ConnView<'_>) -> bool {
-        let id = conn.conn.src_identity.as_ref();
-        let src = conn.conn.src_ip;
-        str_attr(
-            &self.principals,
-            &self.not_principals,
-            conn.principal.as_deref(),
-        ) && str_attr(&self.namespaces, &self.not_namespaces, conn.namespace())
-            && pos_neg(&self.service_accounts, &self.not_service_accounts, |m| {
-                id.is_some_and(|id| m.matches(id))
+        (self.from.is_empty() || self.from.iter().any(|s| conn.source(s)))
+            && (self.to.is_empty() || self.to.iter().any(|o| conn.ports(o)))
+            && self.when.iter().all(|c| {
+                // `None` (an L7 key) is only reachable in DENY policies (ALLOW rules with L7
+                // parts never match): ignoring the condition makes the deny broader, never
+                // narrower.
+                conn.condition(&c.test).unwrap_or(true)
             })
-            && pos_neg(&self.ip_blocks, &self.not_ip_blocks, |b| {
-                ip_in(std::slice::from_ref(b), src)
-            })
-            && pos_neg(&self.remote_ip_blocks, &self.not_remote_ip_blocks, |b| {
-                ip_in(std::slice::from_ref(b), src)
-            })
-    }
-}
-
-impl Operation {
-    fn matches(&self, conn: &ConnView<'_>) -> bool {
-        pos_neg(&self.ports, &self.not_ports, |p| *p == conn.conn.dst_port)
-    }
-}
-
-fn ip_values(v: &Values<ipnet::IpNet>, ip: IpAddr) -> bool {
-    pos_neg(&v.values, &v.not_values, |b| {
-        ip_in(std::slice::from_ref(b), ip)
-    })
-}
-
-impl Condition {
-    fn matches(&self, conn: &ConnView<'_>) -> bool {
-        let c = conn.conn;
-        match &self.test {
-            ConditionTest::SourceIp(v) | ConditionTest::RemoteIp(v) => ip_values(v, c.src_ip),
-            ConditionTest::DestinationIp(v) => ip_values(v, c.dst_ip),
-            ConditionTest::SourceNamespace(v) => {
-                str_attr(&v.values, &v.not_values, conn.namespace())
-            }
-            ConditionTest::SourcePrincipal(v) => {
-                str_attr(&v.values, &v.not_values, conn.principal.as_deref())
-            }
-            ConditionTest::DestinationPort(v) => {
-                pos_neg(&v.values, &v.not_values, |p| *p == c.dst_port)
-            }
-            // Only reachable in DENY policies (ALLOW rules with L7 parts never match): ignoring
-            // the condition makes the deny broader, never narrower.
-            ConditionTest::NotL4 => true,
-        }
     }
 }

@@ -10,12 +10,10 @@
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-
 use super::matching::RequestView;
+use crate::authz::l4::{L4Peer, pos_neg, str_attr};
 use crate::authz::{
-    Action, Condition, ConditionTest, Decision, DenyReason, Operation, Policy, Rule, Source,
-    StringMatch, Values, ip_in,
+    Action, Condition, Decision, DenyReason, Operation, Policy, Rule, Source, StringMatch,
 };
 use crate::identity::PeerIdentity;
 
@@ -63,11 +61,7 @@ pub fn applicable<'p>(
 
 /// Decides a request against `policies` (see [`applicable`]).
 pub fn evaluate(policies: &[&Policy], a: &HttpAttrs<'_>, req: &dyn RequestView) -> Decision {
-    let cx = Cx {
-        a,
-        req,
-        principal: a.src_identity.map(PeerIdentity::principal),
-    };
+    let cx = Cx::new(a, req);
     for p in policies.iter().filter(|p| p.action == Action::Deny) {
         if p.rules.iter().any(|r| cx.rule(r)) {
             return Decision::Deny(DenyReason::DeniedBy(p.key()));
@@ -94,11 +88,7 @@ pub fn audited(
     a: &HttpAttrs<'_>,
     req: &dyn RequestView,
 ) -> Vec<crate::authz::PolicyRef> {
-    let cx = Cx {
-        a,
-        req,
-        principal: a.src_identity.map(PeerIdentity::principal),
-    };
+    let cx = Cx::new(a, req);
     policies
         .iter()
         .filter(|p| p.rules.iter().any(|r| cx.rule(r)))
@@ -109,15 +99,14 @@ pub fn audited(
 struct Cx<'a> {
     a: &'a HttpAttrs<'a>,
     req: &'a dyn RequestView,
-    principal: Option<String>,
+    l4: L4Peer<'a>,
 }
 
-fn pos_neg<T>(pos: &[T], neg: &[T], pred: impl Fn(&T) -> bool) -> bool {
-    (pos.is_empty() || pos.iter().any(&pred)) && !neg.iter().any(&pred)
-}
-
-fn str_attr(pos: &[StringMatch], neg: &[StringMatch], value: Option<&str>) -> bool {
-    pos_neg(pos, neg, |m| value.is_some_and(|v| m.matches(v)))
+impl<'a> Cx<'a> {
+    fn new(a: &'a HttpAttrs<'a>, req: &'a dyn RequestView) -> Self {
+        let l4 = L4Peer::new(a.src_identity, a.src_ip, a.dst_ip, a.dst_port);
+        Self { a, req, l4 }
+    }
 }
 
 /// An Istio pattern written as a plain string in the policy (hosts, paths, methods).
@@ -130,17 +119,7 @@ fn pattern_matches(pattern: &str, value: &str, ignore_case: bool) -> bool {
     StringMatch::parse(&p).is_ok_and(|m| m.matches(&v))
 }
 
-fn ip_values(v: &Values<IpNet>, ip: IpAddr) -> bool {
-    pos_neg(&v.values, &v.not_values, |b| {
-        ip_in(std::slice::from_ref(b), ip)
-    })
-}
-
 impl Cx<'_> {
-    fn namespace(&self) -> Option<&str> {
-        self.a.src_identity.map(|i| i.namespace.as_str())
-    }
-
     fn rule(&self, r: &Rule) -> bool {
         (r.from.is_empty() || r.from.iter().any(|s| self.source(s)))
             && (r.to.is_empty() || r.to.iter().any(|o| self.operation(o)))
@@ -148,29 +127,17 @@ impl Cx<'_> {
     }
 
     fn source(&self, s: &Source) -> bool {
-        let id = self.a.src_identity;
-        let ip = self.a.src_ip;
-        str_attr(&s.principals, &s.not_principals, self.principal.as_deref())
+        self.l4.source(s)
             && str_attr(
                 &s.request_principals,
                 &s.not_request_principals,
                 self.a.request_principal,
             )
-            && str_attr(&s.namespaces, &s.not_namespaces, self.namespace())
-            && pos_neg(&s.service_accounts, &s.not_service_accounts, |m| {
-                id.is_some_and(|i| m.matches(i))
-            })
-            && pos_neg(&s.ip_blocks, &s.not_ip_blocks, |b| {
-                ip_in(std::slice::from_ref(b), ip)
-            })
-            && pos_neg(&s.remote_ip_blocks, &s.not_remote_ip_blocks, |b| {
-                ip_in(std::slice::from_ref(b), ip)
-            })
     }
 
     fn operation(&self, o: &Operation) -> bool {
         let path = self.req.path();
-        pos_neg(&o.ports, &o.not_ports, |p| *p == self.a.dst_port)
+        self.l4.ports(o)
             && pos_neg(&o.hosts, &o.not_hosts, |h| {
                 pattern_matches(h.split(':').next().unwrap_or(h), self.a.host, true)
             })
@@ -226,30 +193,17 @@ impl Cx<'_> {
     }
 
     fn condition(&self, c: &Condition) -> bool {
-        let a = self.a;
-        match &c.test {
-            ConditionTest::SourceIp(v) | ConditionTest::RemoteIp(v) => ip_values(v, a.src_ip),
-            ConditionTest::DestinationIp(v) => ip_values(v, a.dst_ip),
-            ConditionTest::SourceNamespace(v) => {
-                str_attr(&v.values, &v.not_values, self.namespace())
-            }
-            ConditionTest::SourcePrincipal(v) => {
-                str_attr(&v.values, &v.not_values, self.principal.as_deref())
-            }
-            ConditionTest::DestinationPort(v) => {
-                pos_neg(&v.values, &v.not_values, |p| *p == a.dst_port)
-            }
-            ConditionTest::NotL4 => {
-                // Unknown keys have no value: their `values` never match (fail closed).
-                let seen = self.attribute(&c.key).unwrap_or_default();
-                let hit = |patterns: &[String]| {
-                    patterns
-                        .iter()
-                        .any(|p| seen.iter().any(|s| pattern_matches(p, s, false)))
-                };
-                (c.values.is_empty() || hit(&c.values)) && !hit(&c.not_values)
-            }
+        if let Some(l4) = self.l4.condition(&c.test) {
+            return l4;
         }
+        // Unknown keys have no value: their `values` never match (fail closed).
+        let seen = self.attribute(&c.key).unwrap_or_default();
+        let hit = |patterns: &[String]| {
+            patterns
+                .iter()
+                .any(|p| seen.iter().any(|s| pattern_matches(p, s, false)))
+        };
+        (c.values.is_empty() || hit(&c.values)) && !hit(&c.not_values)
     }
 }
 
