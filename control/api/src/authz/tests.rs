@@ -42,8 +42,11 @@ fn plaintext() -> ConnAttrs {
 }
 
 /// Evaluates the single ALLOW policy `rules_yaml` (the value of `rules:`) against each case.
+/// A policy without L7 parts must decide the same in the waypoint (its L7 evaluation shares the
+/// L4 half with ztunnel's), so each case is checked there too.
 fn check_allow_rules(rules_yaml: &str, cases: &[(ConnAttrs, bool)]) {
     let p = policy(&format!("action: ALLOW\nrules: {rules_yaml}"));
+    let l4_only = !p.rules.iter().any(Rule::has_l7);
     for (i, (c, allowed)) in cases.iter().enumerate() {
         let d = evaluate(&[&p], c);
         assert_eq!(
@@ -51,7 +54,26 @@ fn check_allow_rules(rules_yaml: &str, cases: &[(ConnAttrs, bool)]) {
             *allowed,
             "case {i} of {rules_yaml}: {c:?} -> {d}"
         );
+        if l4_only {
+            let w = waypoint_decision(&p, c);
+            assert_eq!(w, d, "case {i} of {rules_yaml}: the waypoint decided {w}");
+        }
     }
+}
+
+/// The waypoint's decision for a GET / on the connection `c`, without JWT.
+fn waypoint_decision(p: &Policy, c: &ConnAttrs) -> Decision {
+    let attrs = crate::l7::authz::HttpAttrs {
+        src_identity: c.src_identity.as_ref(),
+        src_ip: c.src_ip,
+        dst_ip: c.dst_ip,
+        dst_port: c.dst_port,
+        host: "echo.default.svc.cluster.local",
+        request_principal: None,
+        claims: None,
+    };
+    let req = crate::l7::matching::SimpleRequest::new("GET", "/");
+    crate::l7::authz::evaluate(&[p], &attrs, &req)
 }
 
 #[test]
