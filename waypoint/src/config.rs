@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ztunnel::socket::{CongestionChoice, DEFAULT_TUNNEL_CONGESTION};
-pub use ztunnel::telemetry::LogFormat;
+use ztunnel::telemetry::LogFormat;
 
 /// HBONE listener (DESIGN.md 3).
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:15008";

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::socket::{CongestionChoice, DEFAULT_TUNNEL_CONGESTION};
-pub use crate::telemetry::LogFormat;
+use crate::telemetry::LogFormat;
 
 /// Default admin address: loopback only, it can drain the proxy.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:15000";
