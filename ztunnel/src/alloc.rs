@@ -23,8 +23,9 @@ const TOP_PAD: i32 = TRIM_THRESHOLD;
 
 /// Applies the thresholds; call once, first thing in `main`. Failure only costs performance.
 pub fn tune() {
-    // SAFETY: mallopt only changes allocator parameters; it is called before any other thread
-    // exists, so no allocation races with the change.
+    // SAFETY: mallopt only changes allocator parameters, under glibc's own arena lock, and
+    // touches no memory of ours. (`main` calls this before other threads exist so that every
+    // allocation sees the same parameters; a test calls it later, which is still sound.)
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
