@@ -195,9 +195,10 @@ fn bookinfo_steps_behave_as_documented() {
     );
     let split = c.versions(SLEEP, REVIEWS, &[], 100);
     let (v1, v3) = (count(&split, "v1"), count(&split, "v3"));
-    // Expected 80/20; binomial sd of v3 is 4: 8..=35 is beyond 3 sd either side.
+    // Expected 80/20; binomial sd of v3 is 4: 4..=40 is 4 sd below and 5 above (3 sd failed
+    // about once in 700 runs), and still excludes 50/50 and all-to-v1.
     assert_eq!(v1 + v3, 100, "only v1 and v3 answer: {split:?}");
-    assert!((8..=35).contains(&v3), "about 20 % to v3: v1={v1} v3={v3}");
+    assert!((4..=40).contains(&v3), "about 20 % to v3: v1={v1} v3={v3}");
 
     // 6. fault-ratings.yaml: jason is delayed 7 s (a 3 s client gives up), half of the others
     // get 500 from the waypoint.
