@@ -214,8 +214,8 @@ fn bookinfo_steps_behave_as_documented() {
     let aborted = codes.iter().filter(|c| **c == 500).count();
     let ok = codes.iter().filter(|c| **c == 200).count();
     assert_eq!(aborted + ok, 40, "{codes:?}");
-    // Expected 20 of 40 (sd ~3.2): 8..=32.
-    assert!((8..=32).contains(&aborted), "about half aborted: {codes:?}");
+    // Expected 20 of 40 (sd ~3.2): 6..=34 is over 4 sd either side.
+    assert!((6..=34).contains(&aborted), "about half aborted: {codes:?}");
     let (code, body) = c.status(SLEEP, RATINGS, &["end-user: jason"], 3);
     assert_eq!(code, 0, "jason's request is delayed past 3 s: {body}");
     let (code, body) = c.status(SLEEP, RATINGS, &["end-user: jason"], 15);
