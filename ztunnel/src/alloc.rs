@@ -39,21 +39,18 @@ mod tests {
 
     /// Minor page faults of the calling thread so far.
     fn thread_minor_faults() -> i64 {
-        // SAFETY: getrusage only writes the struct it is given.
+        // SAFETY: `rusage` holds only integers, for which all zeroes is a valid value.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage only writes the struct it is given.
         let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
         assert_eq!(rc, 0, "getrusage failed");
         usage.ru_minflt
     }
 
-    /// Allocates `n` relay-sized buffers and writes every page of them.
+    /// Allocates `n` buffers of the relay's largest read and writes every page of them.
     fn touched_buffers(n: usize) -> Vec<Vec<u8>> {
         (0..n)
-            .map(|_| {
-                let mut b = Vec::<u8>::with_capacity(256 * 1024);
-                b.resize(256 * 1024, 1);
-                b
-            })
+            .map(|_| vec![1u8; hbone::config::MAX_RELAY_READ])
             .collect()
     }
 
@@ -68,7 +65,7 @@ mod tests {
         let next = touched_buffers(8);
         let faults = thread_minor_faults() - before;
         assert_eq!(next.len(), 8);
-        // 2 MiB of new buffers would be 512 faults if the trim had given their pages back.
+        // 2 MiB of new buffers would be about 512 faults if the trim had given their pages back.
         assert!(
             faults < 64,
             "{faults} page faults for 2 MiB of buffers right after a burst freed 8 MiB"
