@@ -5,7 +5,9 @@
 // Test code: a failed setup step should stop the test with its message.
 #![allow(clippy::unwrap_used)]
 
+use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mesh_api::handoff::{
@@ -81,6 +83,38 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool, logs: &Process) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The `/config_dump` entry of pod `uid` (null when ztunnel does not serve it).
+fn pod_entry(node: &Netns, uid: &str) -> serde_json::Value {
+    let out = node
+        .run_timeout("curl", &["-s", "127.0.0.1:15000/config_dump"], WAIT)
+        .unwrap()
+        .stdout;
+    let dump: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    dump["pods"]
+        .as_array()
+        .and_then(|pods| pods.iter().find(|p| p["uid"] == uid).cloned())
+        .unwrap_or_default()
+}
+
+/// `cmd` (`ip netns exec NS PROGRAM ARGS...`) with PROGRAM in new PID and mount namespaces and its
+/// own `/proc`: it sees no other process and none of the mounts made after it starts, like ztunnel
+/// in a Kubernetes pod without `hostPID`.
+fn in_own_pid_namespace(cmd: &Command) -> Command {
+    let args: Vec<&OsStr> = cmd.get_args().collect();
+    let (netns_exec, program) = args.split_at(3);
+    let mut wrapped = Command::new(cmd.get_program());
+    wrapped
+        .args(netns_exec)
+        .args(["unshare", "--pid", "--fork", "--mount-proc"])
+        .args(program);
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            wrapped.env(k, v);
+        }
+    }
+    wrapped
 }
 
 fn pod(uid: &str) -> PodInfo {
@@ -226,6 +260,13 @@ fn handoff_requests_good_and_bad_against_a_real_ztunnel() {
         out.contains("pod-gone")
     };
     assert!(dump(), "pod-gone is served");
+    // Only a namespace the reaper has seen in use can vanish (a ztunnel that cannot see the pods'
+    // processes and mounts must not release them: see the next test).
+    wait_until(
+        "the reaper sees pod-gone's namespace in use",
+        || pod_entry(&node.netns, "pod-gone")["netnsTracked"] == true,
+        &ztunnel,
+    );
     drop(gone); // deletes the namespace's only mount
     wait_until("vanished pod released", || !dump(), &ztunnel);
 
@@ -247,5 +288,71 @@ fn handoff_requests_good_and_bad_against_a_real_ztunnel() {
         status.success(),
         "clean exit: {status:?}\n{}",
         ztunnel.stdout()
+    );
+}
+
+#[test]
+fn a_ztunnel_that_cannot_see_the_pods_processes_keeps_serving_them() {
+    let topo = Topology::new("handoff-pidns", 1).unwrap();
+    let node = topo.node(1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::generate("cluster.local").unwrap();
+    let (config, ca_cert, ca_key, socket) = (
+        dir.path().join("z.yaml"),
+        dir.path().join("ca.pem"),
+        dir.path().join("ca-key.pem"),
+        dir.path().join("agent.sock"),
+    );
+    std::fs::write(&config, "workloads: []\n").unwrap();
+    std::fs::write(&ca_cert, ca.cert_pem()).unwrap();
+    std::fs::write(&ca_key, ca.key_pem()).unwrap();
+    let mut agent = Agent {
+        listener: SeqPacketListener::bind(&socket).unwrap(),
+        conn: None,
+    };
+    let files = ZtunnelFiles {
+        config: &config,
+        ca_cert: &ca_cert,
+        ca_key: &ca_key,
+        socket: &socket,
+    };
+    let cmd = in_own_pid_namespace(&ztunnel_command(&node.netns, "node-1", &files));
+    let ztunnel = node.netns.spawn_command("ztunnel", cmd).unwrap();
+    agent.accept();
+
+    // The pod and the process that lives in it appear after ztunnel started: ztunnel sees neither
+    // the process nor the namespace's mount.
+    let pod_a = topo.add_pod(1, "pod-a").unwrap();
+    let _app = pod_a.netns.spawn("sleep", "sleep", &["600"]).unwrap();
+    assert_eq!(
+        agent.request(
+            &AgentRequest::add(&pod("pod-a")),
+            Some(&netns_fd(&pod_a.netns))
+        ),
+        ""
+    );
+    assert!(listening(&pod_a.netns), "listeners after Add");
+
+    // Two and a half reap intervals (2 s each): the pod stays, untracked.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        listening(&pod_a.netns),
+        "a pod whose processes ztunnel cannot see was released\n{}",
+        ztunnel.stdout()
+    );
+    let entry = pod_entry(&node.netns, "pod-a");
+    assert_eq!(
+        entry["netnsTracked"],
+        false,
+        "ztunnel must not see the pod's namespace in use here: {entry}\n{}",
+        ztunnel.stdout()
+    );
+
+    // The node agent's Del still releases it.
+    assert_eq!(agent.request(&AgentRequest::del("pod-a"), None), "");
+    wait_until(
+        "listeners closed after Del",
+        || !listening(&pod_a.netns),
+        &ztunnel,
     );
 }

@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::proxy::{self, PodContext, Proxy};
 use crate::socket::PodNetns;
 
+use super::reaper::NetnsWatch;
+
 /// Errors changing the pod set.
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
@@ -31,7 +33,7 @@ pub enum PodError {
 struct PodHandle {
     ctx: Arc<PodContext>,
     stop: CancellationToken,
-    netns_inode: u64,
+    netns: NetnsWatch,
 }
 
 /// All pods handed to this ztunnel.
@@ -74,7 +76,7 @@ impl PodManager {
             PodHandle {
                 ctx,
                 stop,
-                netns_inode,
+                netns: NetnsWatch::new(netns_inode),
             },
         );
         self.proxy.metrics_pods(self.len());
@@ -116,12 +118,12 @@ impl PodManager {
         }
     }
 
-    /// Pods whose namespace inode is not in `in_use`.
+    /// Records a scan of the namespaces in use and returns the pods whose namespace it found gone
+    /// (see [`NetnsWatch::vanished`]).
     pub fn vanished(&self, in_use: &HashSet<u64>) -> Vec<String> {
         self.lock()
-            .iter()
-            .filter(|(_, h)| !in_use.contains(&h.netns_inode))
-            .map(|(uid, _)| uid.clone())
+            .iter_mut()
+            .filter_map(|(uid, h)| h.netns.vanished(in_use).then(|| uid.clone()))
             .collect()
     }
 
@@ -146,6 +148,7 @@ impl PodManager {
                     "name": h.ctx.info.name,
                     "namespace": h.ctx.info.namespace,
                     "identity": h.ctx.identity.to_string(),
+                    "netnsTracked": h.netns.tracked(),
                 })
             })
             .collect();

@@ -1,6 +1,12 @@
 //! Releases pods whose network namespace vanished without a `Del` (the node agent died, or missed the pod's
 //! deletion). ztunnel's own fd keeps a namespace alive, so "vanished" means: no process other than ztunnel
 //! lives in it and no bind mount (`ip netns` / the runtime's `/var/run/netns/...`) refers to it.
+//!
+//! ztunnel only sees the processes of its own PID namespace and the mounts of its own mount namespace. In a
+//! Kubernetes pod without `hostPID` (as deployed) it sees none of the pods' processes or sandbox mounts, so a
+//! namespace it cannot see in use is not evidence of anything: a pod is only released once a scan has seen its
+//! namespace in use and a later one no longer does ([`NetnsWatch`]). Where ztunnel cannot see the pods, the
+//! node agent's `Del` and reconnect snapshot are what release them, as with Istio's ztunnel.
 
 use std::collections::HashSet;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -58,6 +64,39 @@ fn nsfs_mount_inode(line: &str) -> Option<u64> {
     parse_ns_link(fields.split(' ').nth(3)?)
 }
 
+/// What the reaper knows of one pod's network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetnsWatch {
+    inode: u64,
+    seen_in_use: bool,
+}
+
+impl NetnsWatch {
+    /// A namespace no scan has looked at yet.
+    pub fn new(inode: u64) -> Self {
+        Self {
+            inode,
+            seen_in_use: false,
+        }
+    }
+
+    /// Records one scan's namespaces in use; true when this namespace was seen in use by an earlier
+    /// scan and is not any more (the pod is gone). A namespace never seen in use is never reported.
+    pub fn vanished(&mut self, in_use: &HashSet<u64>) -> bool {
+        if in_use.contains(&self.inode) {
+            self.seen_in_use = true;
+            false
+        } else {
+            self.seen_in_use
+        }
+    }
+
+    /// Whether a scan has seen the namespace in use, so that its disappearance will be noticed.
+    pub fn tracked(&self) -> bool {
+        self.seen_in_use
+    }
+}
+
 /// Periodically releases pods whose namespace is no longer in use.
 pub async fn run(pods: Arc<PodManager>, stop: CancellationToken) {
     loop {
@@ -100,6 +139,25 @@ mod tests {
         assert_eq!(nsfs_mount_inode(line), Some(4026532451));
         let other = "22 1 0:21 / /sys rw,nosuid shared:7 - sysfs sysfs rw";
         assert_eq!(nsfs_mount_inode(other), None);
+    }
+
+    #[test]
+    fn only_a_namespace_seen_in_use_can_vanish() {
+        let in_use = HashSet::from([7, 8]);
+        let nothing = HashSet::new();
+
+        let mut invisible = NetnsWatch::new(9);
+        for _ in 0..3 {
+            assert!(!invisible.vanished(&in_use), "never seen: kept");
+            assert!(!invisible.vanished(&nothing), "never seen: kept");
+        }
+        assert!(!invisible.tracked());
+
+        let mut live = NetnsWatch::new(7);
+        assert!(!live.vanished(&in_use));
+        assert!(live.tracked());
+        assert!(!live.vanished(&in_use), "still in use");
+        assert!(live.vanished(&nothing), "seen in use, now gone");
     }
 
     #[test]
