@@ -107,6 +107,9 @@ pub struct AgentConfig {
     pub backend: Option<Backend>,
     /// Handoff timeouts.
     pub handoff: ServerConfig,
+    /// The host's `/proc` (`/host/proc` in the DaemonSet): where pods that started before the
+    /// agent are searched for by their processes' namespaces.
+    pub proc_root: PathBuf,
 }
 
 impl AgentConfig {
@@ -126,6 +129,7 @@ impl AgentConfig {
             redirect: RedirectOptions::default(),
             backend: None,
             handoff: ServerConfig::default(),
+            proc_root: PathBuf::from("/proc"),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Finding the network namespace of a pod that never went through our CNI ADD (it started
 //! before the agent was installed): scan the named namespaces (`/var/run/netns`) and every
-//! process's `/proc/<pid>/ns/net`, once per distinct namespace, and pick the one that has the
-//! pod's IP on an interface other than loopback. The node's own namespace is skipped.
+//! process's `<proc root>/<pid>/ns/net`, once per distinct namespace, and pick the one that has
+//! the pod's IP on an interface other than loopback. The node's own namespace is skipped. The proc
+//! root is the host's `/proc`: in the DaemonSet, which has no `hostPID`, its `/host/proc` mount
+//! (the agent's own `/proc` would show only the agent's processes).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::netns::{NAMED_NETNS_DIR, Netns};
 
@@ -14,14 +16,15 @@ use crate::netns::{NAMED_NETNS_DIR, Netns};
 #[derive(Debug)]
 pub struct Found {
     /// A path that stays valid while the pod lives (named namespace preferred, else the
-    /// `/proc/<pid>/ns/net` of a process inside it).
+    /// `<proc root>/<pid>/ns/net` of a process inside it).
     pub path: PathBuf,
     /// The open namespace.
     pub netns: Netns,
 }
 
-/// Searches for the namespace holding one of `ips`; `None` if no namespace has them.
-pub fn find_netns(ips: &[IpAddr], node: &Netns) -> Option<Found> {
+/// Searches for the namespace holding one of `ips` among the named namespaces and those of the
+/// processes under `proc_root`; `None` if no namespace has them.
+pub fn find_netns(ips: &[IpAddr], node: &Netns, proc_root: &Path) -> Option<Found> {
     if ips.is_empty() {
         return None;
     }
@@ -34,7 +37,7 @@ pub fn find_netns(ips: &[IpAddr], node: &Netns) -> Option<Found> {
         .flatten()
         .flatten()
         .map(|e| e.path());
-    let procs = std::fs::read_dir("/proc")
+    let procs = std::fs::read_dir(proc_root)
         .into_iter()
         .flatten()
         .flatten()
@@ -90,7 +93,6 @@ fn holds_any(netns: &Netns, ips: &[IpAddr]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     use crate::netns::NamedNetns;
 
@@ -106,10 +108,46 @@ mod tests {
         run(&["link", "set", "d0", "up"]);
         let node = Netns::current().expect("current");
         let ip: IpAddr = "10.250.7.9".parse().expect("ip");
-        let found = find_netns(&[ip], &node).expect("found");
+        let proc = Path::new("/proc");
+        let found = find_netns(&[ip], &node, proc).expect("found");
         assert_eq!(found.path, Path::new(NAMED_NETNS_DIR).join(ns.name()));
         let nobody: IpAddr = "10.250.7.10".parse().expect("ip");
-        assert!(find_netns(&[nobody], &node).is_none());
-        assert!(find_netns(&[], &node).is_none());
+        assert!(find_netns(&[nobody], &node, proc).is_none());
+        assert!(find_netns(&[], &node, proc).is_none());
+    }
+
+    #[test]
+    fn finds_an_unnamed_namespace_through_the_given_proc_root_only() {
+        // A process in a namespace of its own with no name: only its /proc entry leads there.
+        let mut child = std::process::Command::new("unshare")
+            .args(["--net", "sh", "-c"])
+            .arg(
+                "ip link add d0 type veth peer name d1 && ip addr add 10.250.8.9/32 dev d0 \
+                 && ip link set d0 up && echo up && exec sleep 60",
+            )
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("unshare");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("read");
+        let node = Netns::current().expect("current");
+        let ip: IpAddr = "10.250.8.9".parse().expect("ip");
+        let empty = tempfile::tempdir().expect("tempdir");
+        let through_empty_root = find_netns(&[ip], &node, empty.path());
+        let through_proc = find_netns(&[ip], &node, Path::new("/proc"));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(line.trim(), "up", "the namespace was set up");
+        assert!(
+            through_empty_root.is_none(),
+            "a proc root without the process must not find it"
+        );
+        let found = through_proc.expect("found through /proc");
+        assert!(
+            found.path.starts_with("/proc") && found.path.ends_with("ns/net"),
+            "{}",
+            found.path.display()
+        );
     }
 }

@@ -50,12 +50,14 @@ pub struct PendingAdd {
 }
 
 /// Settings of the reconciler.
-#[derive(Debug, Clone, Copy)]
-pub struct Timing {
+#[derive(Debug, Clone)]
+pub struct Settings {
     /// How long a CNI ADD may wait for its pod to appear in the source.
     pub pod_wait: Duration,
     /// Period of the self-check.
     pub check_interval: Duration,
+    /// The host's `/proc`, searched for the namespaces of pods that started before the agent.
+    pub proc_root: std::path::PathBuf,
 }
 
 /// The core; see the module documentation.
@@ -67,7 +69,7 @@ pub struct Reconciler {
     pub(super) store: RecordStore,
     pub(super) source: std::sync::Arc<dyn PodSource>,
     pub(super) metrics: Metrics,
-    pub(super) timing: Timing,
+    pub(super) settings: Settings,
     pub(super) next_check: Instant,
     /// Last netns search per pod uid (pods that never went through our CNI ADD).
     pub(super) searched: std::collections::HashMap<String, Instant>,
@@ -82,7 +84,7 @@ impl Reconciler {
         store: RecordStore,
         source: std::sync::Arc<dyn PodSource>,
         metrics: Metrics,
-        timing: Timing,
+        settings: Settings,
     ) -> Self {
         let me = Self {
             cluster,
@@ -92,8 +94,8 @@ impl Reconciler {
             store,
             source,
             metrics,
-            timing,
-            next_check: Instant::now() + timing.check_interval,
+            next_check: Instant::now() + settings.check_interval,
+            settings,
             searched: std::collections::HashMap::new(),
         };
         me.update_gauges();
@@ -133,7 +135,7 @@ impl Reconciler {
         }
         if now >= self.next_check {
             self.self_check();
-            self.next_check = Instant::now() + self.timing.check_interval;
+            self.next_check = Instant::now() + self.settings.check_interval;
         }
     }
 

@@ -13,7 +13,7 @@ use mesh_api::handoff::PodInfo;
 use super::cluster::Cluster;
 use super::enforce::Enforcer;
 use super::metrics::Metrics;
-use super::reconciler::{Reconciler, Timing, Tracked};
+use super::reconciler::{Reconciler, Settings, Tracked};
 use super::records::RecordStore;
 use super::source::{EventSink, PodSource, kube::KubeSource, local::LocalSource};
 use super::{AgentConfig, AgentError, Msg, SourceConfig};
@@ -141,9 +141,10 @@ pub(super) fn prepare(
         store,
         source,
         metrics,
-        Timing {
+        Settings {
             pod_wait: config.pod_wait,
             check_interval: config.check_interval,
+            proc_root: config.proc_root.clone(),
         },
     ))
 }

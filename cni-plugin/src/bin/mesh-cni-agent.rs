@@ -74,6 +74,10 @@ struct Args {
     /// Install the plugin: the mesh-cni binary to copy (default: next to this binary).
     #[arg(long)]
     cni_plugin_binary: Option<PathBuf>,
+    /// The host's /proc, searched for the namespaces of pods that started before the agent
+    /// (in a pod without hostPID: a hostPath mount of /proc, e.g. /host/proc).
+    #[arg(long, default_value = "/proc")]
+    proc_root: PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,6 +111,7 @@ fn main() -> anyhow::Result<()> {
     };
     config.check_interval = Duration::from_millis(args.check_interval_ms.max(10));
     config.pod_wait = Duration::from_millis(args.pod_wait_ms);
+    config.proc_root = args.proc_root;
     config.redirect = RedirectOptions {
         dns_capture: args.dns_capture,
     };

@@ -31,7 +31,7 @@ impl Reconciler {
                         self.pending.push(PendingAdd {
                             pod,
                             reply,
-                            deadline: Instant::now() + self.timing.pod_wait,
+                            deadline: Instant::now() + self.settings.pod_wait,
                         });
                         return;
                     }

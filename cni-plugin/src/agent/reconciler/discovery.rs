@@ -36,7 +36,9 @@ impl Reconciler {
             return;
         }
         self.searched.insert(uid.to_string(), now);
-        let Some(found) = discover::find_netns(&pod.ips, self.enforcer.node()) else {
+        let Some(found) =
+            discover::find_netns(&pod.ips, self.enforcer.node(), &self.settings.proc_root)
+        else {
             tracing::debug!(pod = %pod.key(), ips = ?pod.ips, "no network namespace holds the pod's IPs (yet)");
             return;
         };
