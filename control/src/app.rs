@@ -59,6 +59,10 @@ pub async fn serve(
             let opts = crate::deployer::DeployerOptions {
                 image: config.waypoint_image.clone(),
                 args: Vec::new(),
+                control: Some(crate::deployer::ControlAccess {
+                    address: config.advertised_address(),
+                    root_pem: ca.bundle().to_pem(),
+                }),
             };
             tokio::spawn(crate::deployer::apply::run(
                 client.clone(),

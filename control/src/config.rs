@@ -67,6 +67,10 @@ pub struct ServeConfig {
     /// Image of the waypoints deployed for `istio-waypoint` Gateways (`--kubernetes` only).
     #[arg(long, default_value = crate::deployer::render::DEFAULT_IMAGE)]
     pub waypoint_image: String,
+    /// `host:port` by which the waypoints it deploys reach it (`--kubernetes` only; default
+    /// `mesh-control.<namespace>.svc:<port of --listen>`, the Service of `deploy/control`).
+    #[arg(long)]
+    pub advertise_address: Option<String>,
     /// Local mode (`--config-dir`): directory where control writes the status of the L7 objects it checks
     /// (`<Kind>/<namespace>/<name>.json`, a status apply body; emptied at start). In Kubernetes the status goes to
     /// the objects' status subresource instead.
@@ -75,6 +79,15 @@ pub struct ServeConfig {
     /// How often the config directory is checked, in seconds.
     #[arg(long, default_value = "0.2", value_parser = parse_secs)]
     pub poll: Duration,
+}
+
+impl ServeConfig {
+    /// [`Self::advertise_address`] or its default.
+    pub fn advertised_address(&self) -> String {
+        self.advertise_address.clone().unwrap_or_else(|| {
+            format!("mesh-control.{}.svc:{}", self.namespace, self.listen.port())
+        })
+    }
 }
 
 /// `mesh-control token`.

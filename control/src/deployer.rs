@@ -12,4 +12,4 @@ pub mod report;
 pub mod routes;
 pub mod status;
 
-pub use render::{DeployerOptions, WaypointObjects, waypoint_objects};
+pub use render::{ControlAccess, DeployerOptions, WaypointObjects, waypoint_objects};

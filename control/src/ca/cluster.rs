@@ -100,13 +100,9 @@ pub async fn load_or_create(
         .map_err(|e| CaError::Identity(ROOT_SECRET.into(), Box::new(e)))?)
 }
 
-/// Publishes the roots of `ca` in the ConfigMap [`ROOT_CONFIGMAP`] (server-side apply).
-pub async fn publish_root(
-    client: &kube::Client,
-    namespace: &str,
-    ca: &CertificateAuthority,
-) -> Result<(), ClusterCaError> {
-    let cm = ConfigMap {
+/// The ConfigMap [`ROOT_CONFIGMAP`] of `namespace` holding the mesh roots `root_pem` as `root-cert.pem`.
+pub fn root_config_map(namespace: &str, root_pem: String) -> ConfigMap {
+    ConfigMap {
         metadata: ObjectMeta {
             name: Some(ROOT_CONFIGMAP.into()),
             namespace: Some(namespace.into()),
@@ -114,10 +110,19 @@ pub async fn publish_root(
         },
         data: Some(BTreeMap::from([(
             SELF_SIGNED_FILES[0].to_string(),
-            ca.bundle().to_pem(),
+            root_pem,
         )])),
         ..Default::default()
-    };
+    }
+}
+
+/// Publishes the roots of `ca` in the ConfigMap [`ROOT_CONFIGMAP`] (server-side apply).
+pub async fn publish_root(
+    client: &kube::Client,
+    namespace: &str,
+    ca: &CertificateAuthority,
+) -> Result<(), ClusterCaError> {
+    let cm = root_config_map(namespace, ca.bundle().to_pem());
     let mut body = serde_json::to_value(&cm).unwrap_or_default();
     body["apiVersion"] = "v1".into();
     body["kind"] = "ConfigMap".into();

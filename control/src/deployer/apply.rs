@@ -1,21 +1,23 @@
 //! Drives the deployer against the API server: after every index change (and every [`RESYNC`]), server-side
-//! applies the objects of each waypoint Gateway whose rendering changed (field manager `mesh-control`, forced:
-//! control owns these objects), then writes the Gateway's status when it changed. Deleted Gateways need nothing:
-//! the owner reference lets Kubernetes collect their objects. Failures are logged and retried at the next pass.
-//! The status of routes and the other L7 objects is [`super::report`]'s.
+//! applies the objects of each waypoint Gateway whose rendering changed, with the mesh root ConfigMap of its
+//! namespace (field manager `mesh-control`, forced: control owns these objects), then writes the Gateway's status
+//! when it changed. Deleted Gateways need nothing: the owner reference lets Kubernetes collect their objects (the
+//! root ConfigMap stays, shared). Failures are logged and retried at the next pass. The status of routes and the
+//! other L7 objects is [`super::report`]'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use tokio_util::sync::CancellationToken;
 
 use super::render::{DeployerOptions, waypoint_objects};
 use super::status::{Observed, gateway_status};
+use crate::ca::cluster::ROOT_CONFIGMAP;
 use crate::objects::{Gateway, Kind, Object};
 use crate::store::Store;
 use crate::translate::waypoint::is_waypoint;
@@ -117,7 +119,8 @@ fn waypoints(store: &Store) -> Vec<(Gateway, usize)> {
         .collect()
 }
 
-/// Applies the three objects; returns the Service's cluster IP.
+/// Applies the objects (the namespace's root ConfigMap first, which the pods mount); returns the Service's
+/// cluster IP.
 async fn apply_objects(
     client: &kube::Client,
     ns: &str,
@@ -125,6 +128,15 @@ async fn apply_objects(
     objects: &super::WaypointObjects,
 ) -> Result<Option<String>, kube::Error> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
+    if let Some(root) = &objects.root_cert {
+        Api::<ConfigMap>::namespaced(client.clone(), ns)
+            .patch(
+                ROOT_CONFIGMAP,
+                &params,
+                &Patch::Apply(with_type(root, "v1", "ConfigMap")),
+            )
+            .await?;
+    }
     let mut sa = objects.service_account.clone();
     sa.metadata.managed_fields = None;
     Api::<ServiceAccount>::namespaced(client.clone(), ns)

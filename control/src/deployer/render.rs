@@ -5,14 +5,18 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec,
-    PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort, ServiceSpec,
+    ConfigMap, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PodSpec, PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::objects::Gateway;
 use crate::translate::{LABEL_GATEWAY_NAME, WAYPOINT_CLASS, ns_name};
+
+mod access;
+
+pub use access::ControlAccess;
 
 /// Label marking objects this controller manages (Istio's value).
 pub const LABEL_MANAGED: &str = "gateway.istio.io/managed";
@@ -30,6 +34,8 @@ pub struct DeployerOptions {
     pub image: String,
     /// Extra arguments of the waypoint container.
     pub args: Vec<String>,
+    /// How the waypoints reach control (Kubernetes: always; `None` only renders a bare pod, for tests).
+    pub control: Option<ControlAccess>,
 }
 
 impl Default for DeployerOptions {
@@ -37,6 +43,7 @@ impl Default for DeployerOptions {
         Self {
             image: DEFAULT_IMAGE.to_string(),
             args: Vec::new(),
+            control: None,
         }
     }
 }
@@ -50,6 +57,8 @@ pub struct WaypointObjects {
     pub deployment: Deployment,
     /// Its address (HBONE on 15008).
     pub service: Service,
+    /// The mesh root in its namespace, which its pods mount (with [`DeployerOptions::control`]).
+    pub root_cert: Option<ConfigMap>,
 }
 
 /// The objects for waypoint Gateway `gw`.
@@ -109,11 +118,19 @@ pub fn waypoint_objects(gw: &Gateway, opts: &DeployerOptions) -> WaypointObjects
         container_port: p,
         ..Default::default()
     };
+    let access = opts.control.as_ref();
+    let args: Vec<String> = access
+        .map(ControlAccess::args)
+        .unwrap_or_default()
+        .into_iter()
+        .chain(opts.args.iter().cloned())
+        .collect();
     let container = Container {
         name: "waypoint".into(),
         image: Some(opts.image.clone()),
-        args: (!opts.args.is_empty()).then(|| opts.args.clone()),
+        args: (!args.is_empty()).then_some(args),
         env: Some(env),
+        volume_mounts: access.map(ControlAccess::mounts),
         ports: Some(vec![
             port("hbone", 15008),
             port("metrics", 15020),
@@ -144,6 +161,9 @@ pub fn waypoint_objects(gw: &Gateway, opts: &DeployerOptions) -> WaypointObjects
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(name.to_string()),
+                    // The projected token is the only credential it needs.
+                    automount_service_account_token: Some(false),
+                    volumes: access.map(ControlAccess::volumes),
                     containers: vec![container],
                     ..Default::default()
                 }),
@@ -180,6 +200,7 @@ pub fn waypoint_objects(gw: &Gateway, opts: &DeployerOptions) -> WaypointObjects
         },
         deployment,
         service,
+        root_cert: access.map(|a| a.root_config_map(ns)),
     }
 }
 

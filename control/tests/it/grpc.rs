@@ -89,6 +89,7 @@ impl Control {
             ztunnel_sa: ("istio-system".into(), "ztunnel".into()),
             cert_lifetime: Duration::from_secs(3600),
             waypoint_image: "unused".into(),
+            advertise_address: None,
             status_dir: None,
             poll: Duration::from_millis(50),
         };

@@ -150,6 +150,10 @@ async fn deployer_applies_waypoint_objects_and_writes_gateway_status() {
     let opts = mesh_control::deployer::DeployerOptions {
         image: "example/waypoint:1".into(),
         args: vec![],
+        control: Some(mesh_control::deployer::ControlAccess {
+            address: "mesh-control.istio-system.svc:15012".into(),
+            root_pem: "ROOT PEM".into(),
+        }),
     };
     tokio::spawn(mesh_control::deployer::apply::run(
         client,
@@ -160,7 +164,7 @@ async fn deployer_applies_waypoint_objects_and_writes_gateway_status() {
 
     let patches = || api.patches.lock().expect("lock").clone();
     for _ in 0..200 {
-        if patches().len() >= 4 {
+        if patches().len() >= 5 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -170,13 +174,21 @@ async fn deployer_applies_waypoint_objects_and_writes_gateway_status() {
     assert_eq!(
         paths,
         [
+            "/api/v1/namespaces/shop/configmaps/mesh-root-cert",
             "/api/v1/namespaces/shop/serviceaccounts/waypoint",
             "/apis/apps/v1/namespaces/shop/deployments/waypoint",
             "/api/v1/namespaces/shop/services/waypoint",
             "/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/waypoint/status",
         ],
-        "only the waypoint Gateway gets objects"
+        "only the waypoint Gateway gets objects, after the root its pods mount"
     );
+    let root = &got[0].2;
+    assert_eq!(root["data"]["root-cert.pem"], "ROOT PEM");
+    assert!(
+        root["metadata"]["ownerReferences"].is_null(),
+        "the root ConfigMap is shared by the namespace's waypoints: {root}"
+    );
+    let got = &got[1..];
     for (path, query, body) in &got[..3] {
         assert!(
             query.contains("fieldManager=mesh-control") && query.contains("force=true"),
@@ -196,10 +208,13 @@ async fn deployer_applies_waypoint_objects_and_writes_gateway_status() {
         deployment["spec"]["template"]["metadata"]["labels"]["istio.io/dataplane-mode"],
         "none"
     );
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["containers"][0]["image"], "example/waypoint:1");
     assert_eq!(
-        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
-        "example/waypoint:1"
+        pod["containers"][0]["args"][0],
+        "--control=mesh-control.istio-system.svc:15012"
     );
+    assert_eq!(pod["volumes"][1]["configMap"]["name"], "mesh-root-cert");
     let status = &got[3].2["status"];
     assert_eq!(
         status["addresses"][0]["value"], "10.96.7.7",
@@ -220,7 +235,7 @@ async fn deployer_applies_waypoint_objects_and_writes_gateway_status() {
         "status": {"phase": "Running", "podIP": "10.1.0.9", "conditions": [{"type": "Ready", "status": "True"}]}
     }));
     for _ in 0..200 {
-        if patches().len() >= 5 {
+        if patches().len() >= 6 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -228,11 +243,11 @@ async fn deployer_applies_waypoint_objects_and_writes_gateway_status() {
     let got = patches();
     assert_eq!(
         got.len(),
-        5,
+        6,
         "{:?}",
         got.iter().map(|g| &g.0).collect::<Vec<_>>()
     );
-    assert!(got[4].0.ends_with("/gateways/waypoint/status"));
-    assert_eq!(got[4].2["status"]["conditions"][1]["status"], "True");
+    assert!(got[5].0.ends_with("/gateways/waypoint/status"));
+    assert_eq!(got[5].2["status"]["conditions"][1]["status"], "True");
     stop.cancel();
 }
