@@ -65,6 +65,16 @@ pub fn find_netns(ips: &[IpAddr], node: &Netns, proc_root: &Path) -> Option<Foun
     None
 }
 
+/// A namespace path the runtime passed in CNI_NETNS, as this agent sees it: a `/proc/<pid>/ns/net`
+/// path (runtimes that do not name namespaces) is in the host's `/proc`, which the agent sees at
+/// `proc_root`. Other paths (`/var/run/netns/...`) are unchanged.
+pub fn agent_view(path: &Path, proc_root: &Path) -> PathBuf {
+    match path.strip_prefix("/proc") {
+        Ok(rest) if proc_root != Path::new("/proc") => proc_root.join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
 fn fd_number(ns: &Netns) -> i32 {
     use std::os::fd::{AsFd, AsRawFd};
     ns.as_fd().as_raw_fd()
@@ -114,6 +124,28 @@ mod tests {
         let nobody: IpAddr = "10.250.7.10".parse().expect("ip");
         assert!(find_netns(&[nobody], &node, proc).is_none());
         assert!(find_netns(&[], &node, proc).is_none());
+    }
+
+    #[test]
+    fn runtime_proc_paths_are_read_through_the_proc_root() {
+        let host = Path::new("/host/proc");
+        assert_eq!(
+            agent_view(Path::new("/proc/4242/ns/net"), host),
+            Path::new("/host/proc/4242/ns/net")
+        );
+        assert_eq!(
+            agent_view(Path::new("/var/run/netns/cni-1"), host),
+            Path::new("/var/run/netns/cni-1")
+        );
+        assert_eq!(
+            agent_view(Path::new("/proc/4242/ns/net"), Path::new("/proc")),
+            Path::new("/proc/4242/ns/net")
+        );
+        assert_eq!(
+            agent_view(Path::new("/procfs/x"), host),
+            Path::new("/procfs/x"),
+            "only the /proc directory itself"
+        );
     }
 
     #[test]

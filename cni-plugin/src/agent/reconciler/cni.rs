@@ -5,6 +5,7 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use super::{PendingAdd, Reconciler, Tracked};
+use crate::agent::discover::agent_view;
 use crate::netns::Netns;
 use crate::protocol::{CniPod, CniPodRef, CniReply, CniRequest};
 
@@ -64,7 +65,8 @@ impl Reconciler {
         }
     }
 
-    fn add(&mut self, pod: CniPod) -> CniReply {
+    fn add(&mut self, mut pod: CniPod) -> CniReply {
+        pod.netns = agent_view(&pod.netns, &self.settings.proc_root);
         let uid = pod.uid.clone();
         let key = format!("{}/{}", pod.namespace, pod.name);
         let netns = match Netns::open_path(pod.netns.clone(), key.clone()) {

@@ -110,7 +110,11 @@ impl PodSource for KubeSource {
             serde_json::json!({"metadata": {"annotations": {REDIRECTION_ANNOTATION: value}}});
         self.runtime.spawn(async move {
             let params = PatchParams::apply(FIELD_MANAGER);
-            if let Err(err) = api.patch(&name, &params, &Patch::Merge(&patch)).await {
+            // Through the status subresource: the agent may patch pods' status, not their spec.
+            if let Err(err) = api
+                .patch_status(&name, &params, &Patch::Merge(&patch))
+                .await
+            {
                 tracing::warn!(pod = %name, %err, "cannot annotate the pod");
             }
         });

@@ -250,7 +250,8 @@ fn watches_a_fake_api_server_and_patches_the_annotation() {
     };
     assert_eq!(got, SourceEvent::PodDeleted("u-1".into()));
 
-    // The annotation is a merge patch on the pod.
+    // The annotation is a merge patch through the pod's status subresource (as Istio's node agent does: RBAC
+    // `pods/status` patch, never the right to change any pod's spec).
     source.set_redirection(&pod_meta(&serde_json::from_value(pod).expect("pod")), true);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while api.patches.lock().expect("lock").is_empty() {
@@ -258,7 +259,7 @@ fn watches_a_fake_api_server_and_patches_the_annotation() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let (path, ctype, body) = api.patches.lock().expect("lock")[0].clone();
-    assert_eq!(path, "/api/v1/namespaces/shop/pods/web-1");
+    assert_eq!(path, "/api/v1/namespaces/shop/pods/web-1/status");
     assert_eq!(ctype, "application/merge-patch+json");
     assert!(
         body.contains("\"ambient.istio.io/redirection\":\"enabled\""),
