@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PodSpec, PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort, ServiceSpec,
+    Capabilities, ConfigMap, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -131,6 +133,18 @@ pub fn waypoint_objects(gw: &Gateway, opts: &DeployerOptions) -> WaypointObjects
         args: (!args.is_empty()).then_some(args),
         env: Some(env),
         volume_mounts: access.map(ControlAccess::mounts),
+        security_context: Some(restricted()),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("100m".into())),
+                ("memory".to_string(), Quantity("64Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("1Gi".into()),
+            )])),
+            ..Default::default()
+        }),
         ports: Some(vec![
             port("hbone", 15008),
             port("metrics", 15020),
@@ -204,6 +218,26 @@ pub fn waypoint_objects(gw: &Gateway, opts: &DeployerOptions) -> WaypointObjects
     }
 }
 
+/// The waypoint needs no privilege (no setns, marks or transparent sockets; ports above 1024; logs to
+/// stdout): the Pod Security "restricted" profile, so namespaces that enforce it accept waypoints.
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(1337),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +293,19 @@ mod tests {
             "the waypoint's identity is its own SA"
         );
         assert_eq!(pod.containers[0].image.as_deref(), Some(DEFAULT_IMAGE));
+        let sc = pod.containers[0]
+            .security_context
+            .clone()
+            .expect("securityContext");
+        assert_eq!(
+            (sc.run_as_non_root, sc.allow_privilege_escalation),
+            (Some(true), Some(false)),
+            "Pod Security restricted"
+        );
+        assert_eq!(
+            sc.capabilities.expect("caps").drop,
+            Some(vec!["ALL".into()])
+        );
         let svc = o.service.spec.expect("svc");
         let port = &svc.ports.expect("ports")[0];
         assert_eq!(
