@@ -1,5 +1,6 @@
 //! Writes the status of the L7 objects control sends to waypoints, after every index change: HTTPRoute/GRPCRoute
-//! ([`super::routes`]) and VirtualService, DestinationRule, RequestAuthentication, HTTPFault ([`super::istio`]).
+//! ([`super::routes`]) and VirtualService, DestinationRule, RequestAuthentication, HTTPFault ([`super::istio`]);
+//! and of the GatewayClasses control is the controller of ([`super::status::gateway_class_status`]).
 //! Only statuses whose content changed (timestamps aside) are written. Where they go ([`Target`]):
 //!
 //! - Kubernetes: a server-side apply of the `status` subresource (field manager `mesh-control`), plus a Warning
@@ -22,13 +23,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::istio::{invalid_reason, l7_status, warning_event};
 use super::routes::route_status;
+use super::status::gateway_class_status;
 use crate::objects::{Generic, Kind, Object};
 use crate::store::Store;
 use crate::translate::l7::{self, Invalid};
 use crate::translate::ns_name;
 
 /// The kinds whose status this writes.
-pub const KINDS: [Kind; 6] = [
+pub const KINDS: [Kind; 7] = [
+    Kind::GatewayClass,
     Kind::HttpRoute,
     Kind::GrpcRoute,
     Kind::VirtualService,
@@ -174,9 +177,18 @@ fn reports(store: &Store, checked: &mut Checked) -> Vec<Report> {
             Object::Generic(kind, obj) => Some((*kind, obj)),
             _ => None,
         })
-        .map(|(kind, obj)| {
+        .filter_map(|(kind, obj)| {
             let (ns, name) = ns_name(&obj.metadata);
             let key = (kind, ns.to_string(), name.to_string());
+            if kind == Kind::GatewayClass {
+                let key = (kind, String::new(), name.to_string());
+                let body = gateway_class_status(obj, &now)?;
+                return Some(Report {
+                    key,
+                    body,
+                    event: None,
+                });
+            }
             let invalid = checked.invalid(&key, obj);
             let body = match kind {
                 Kind::HttpRoute | Kind::GrpcRoute => {
@@ -185,7 +197,7 @@ fn reports(store: &Store, checked: &mut Checked) -> Vec<Report> {
                 _ => l7_status(kind, obj, invalid.as_ref(), &index, &now),
             };
             let event = invalid_reason(&body).map(|m| warning_event(kind, obj, &m, &now));
-            Report { key, body, event }
+            Some(Report { key, body, event })
         })
         .collect()
 }
@@ -198,11 +210,21 @@ async fn write(target: &Target, key: &Key, body: &Value) -> Result<(), ReportErr
                 .api_version()
                 .rsplit_once('/')
                 .unwrap_or(("", kind.api_version()));
+            let lower = kind.to_string().to_lowercase();
+            let plural = if lower.ends_with('s') {
+                format!("{lower}es")
+            } else {
+                format!("{lower}s")
+            };
             let ar = ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk(group, version, &kind.to_string()),
-                &format!("{}s", kind.to_string().to_lowercase()),
+                &plural,
             );
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+            let api: Api<DynamicObject> = if kind.namespaced() {
+                Api::namespaced_with(client.clone(), ns, &ar)
+            } else {
+                Api::all_with(client.clone(), &ar)
+            };
             super::apply::apply_status(&api, name, body).await?;
             Ok(())
         }

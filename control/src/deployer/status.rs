@@ -1,9 +1,32 @@
 //! The status control writes on a waypoint Gateway: its address (the waypoint Service's cluster IP) and the
-//! Accepted / Programmed conditions of the Gateway API.
+//! Accepted / Programmed conditions of the Gateway API; and on the GatewayClasses it is the controller of:
+//! Accepted (what `kubectl get gatewayclass` shows).
 
 use serde_json::{Value, json};
 
-use crate::objects::Gateway;
+use super::routes::CONTROLLER_NAME;
+use crate::objects::{Gateway, Generic};
+
+/// The status apply body of GatewayClass `class` at `now` (RFC 3339) when control is its controller
+/// (`spec.controllerName` is [`CONTROLLER_NAME`]); `None` for other controllers' classes.
+pub fn gateway_class_status(class: &Generic, now: &str) -> Option<Value> {
+    if class.spec.get("controllerName").and_then(Value::as_str) != Some(CONTROLLER_NAME) {
+        return None;
+    }
+    Some(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GatewayClass",
+        "metadata": {"name": class.metadata.name},
+        "status": {"conditions": [{
+            "type": "Accepted",
+            "status": "True",
+            "reason": "Accepted",
+            "message": "Handled by mesh-control: Gateways of this class are waypoints",
+            "observedGeneration": class.metadata.generation.unwrap_or(0),
+            "lastTransitionTime": now,
+        }]},
+    }))
+}
 
 /// Inputs of a Gateway's status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod ca_cluster;
+mod class_status;
 mod deploy;
 mod fake_api;
 mod grpc;
