@@ -105,6 +105,11 @@ fn on_path(program: &str) -> bool {
 pub struct RedirectOptions {
     /// Capture DNS (UDP/TCP port 53) to ztunnel's DNS proxy on 15053 (rule 6). Off by default.
     pub dns_capture: bool,
+    /// Leave the pod's inbound traffic alone (Istio's pod annotation
+    /// `ambient.istio.io/bypass-inbound-capture`): rules 2 and 3 are left out, so plaintext
+    /// connections reach the app directly; HBONE to 15008 still reaches ztunnel and the pod's
+    /// outbound traffic is still captured.
+    pub bypass_inbound: bool,
 }
 
 /// The netfilter hook (and iptables table) a rule lives in.
@@ -294,6 +299,9 @@ pub fn pod_rules(opts: &RedirectOptions) -> Vec<PodRule> {
             ),
         ),
     ]);
+    if opts.bypass_inbound {
+        rules.retain(|r| !matches!(r.step, 2 | 3));
+    }
     rules
 }
 

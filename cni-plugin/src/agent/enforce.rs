@@ -65,7 +65,7 @@ impl Health {
 #[derive(Debug)]
 pub struct Enforcer {
     backend: Backend,
-    opts: RedirectOptions,
+    base: RedirectOptions,
     node: Netns,
     handoff: HandoffServer,
 }
@@ -75,16 +75,21 @@ impl Enforcer {
     /// ztunnel through `handoff`.
     pub fn new(
         backend: Backend,
-        opts: RedirectOptions,
+        base: RedirectOptions,
         node: Netns,
         handoff: HandoffServer,
     ) -> Self {
         Self {
             backend,
-            opts,
+            base,
             node,
             handoff,
         }
+    }
+
+    /// The agent's rule options, before a pod's annotations narrow them ([`super::model::PodMeta::capture`]).
+    pub fn options(&self) -> RedirectOptions {
+        self.base
     }
 
     /// The node's own network namespace.
@@ -107,6 +112,7 @@ impl Enforcer {
         pod: &PodInfo,
         netns: &Netns,
         ips: &[IpAddr],
+        capture: &RedirectOptions,
         require_ztunnel: bool,
     ) -> Result<(), EnforceError> {
         let key = format!("{}/{}", pod.namespace, pod.name);
@@ -120,7 +126,7 @@ impl Enforcer {
         if delivery == Delivery::NotConnected && require_ztunnel {
             return Err(EnforceError::ZtunnelNotConnected { pod: key });
         }
-        rules::apply(netns, self.backend, &self.opts).map_err(|source| EnforceError::Rules {
+        rules::apply(netns, self.backend, capture).map_err(|source| EnforceError::Rules {
             pod: key.clone(),
             source,
         })?;
@@ -179,9 +185,14 @@ impl Enforcer {
         })
     }
 
-    /// Re-applies the rules of an enrolled pod (drift repair).
-    pub fn reapply(&self, pod_key: &str, netns: &Netns) -> Result<(), EnforceError> {
-        rules::apply(netns, self.backend, &self.opts).map_err(|source| EnforceError::Rules {
+    /// Re-applies the rules of an enrolled pod (drift repair, or its annotations changed).
+    pub fn reapply(
+        &self,
+        pod_key: &str,
+        netns: &Netns,
+        capture: &RedirectOptions,
+    ) -> Result<(), EnforceError> {
+        rules::apply(netns, self.backend, capture).map_err(|source| EnforceError::Rules {
             pod: pod_key.to_string(),
             source,
         })
@@ -201,14 +212,18 @@ impl Enforcer {
         Ok(())
     }
 
-    /// Rules and listeners of an enrolled pod.
-    pub fn check(&self, pod_key: &str, netns: &Netns) -> Result<Health, EnforceError> {
-        let rules = rules::check(netns, self.backend, &self.opts).map_err(|source| {
-            EnforceError::Rules {
+    /// Rules (against those of `capture`) and listeners of an enrolled pod.
+    pub fn check(
+        &self,
+        pod_key: &str,
+        netns: &Netns,
+        capture: &RedirectOptions,
+    ) -> Result<Health, EnforceError> {
+        let rules =
+            rules::check(netns, self.backend, capture).map_err(|source| EnforceError::Rules {
                 pod: pod_key.to_string(),
                 source,
-            }
-        })?;
+            })?;
         let listeners = listeners::ztunnel_listening(netns)?;
         Ok(Health { rules, listeners })
     }

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::rules::RedirectOptions;
+
 /// Label (namespace or pod) that puts workloads in the ambient mesh.
 pub const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
 /// Value of [`DATAPLANE_MODE_LABEL`] that enrols.
@@ -26,6 +28,10 @@ pub const GATEWAY_CLASS_LABEL: &str = "gateway.networking.k8s.io/gateway-class-n
 pub const WAYPOINT_CLASS: &str = "istio-waypoint";
 /// Annotation of pods that run an Istio sidecar: they are never captured by ambient.
 pub const SIDECAR_STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
+/// Pod annotation (Istio's): `"true"` leaves the pod's inbound traffic uncaptured.
+pub const BYPASS_INBOUND_ANNOTATION: &str = "ambient.istio.io/bypass-inbound-capture";
+/// Pod annotation (Istio's): `"true"` leaves the pod's DNS uncaptured even when the agent captures DNS.
+pub const BYPASS_DNS_ANNOTATION: &str = "ambient.istio.io/bypass-dns-capture";
 
 /// A pod as the agent's source reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +71,16 @@ impl PodMeta {
             "default"
         } else {
             &self.service_account
+        }
+    }
+
+    /// The agent's rule options `base` as this pod's annotations narrow them
+    /// ([`BYPASS_INBOUND_ANNOTATION`], [`BYPASS_DNS_ANNOTATION`]; only the value `true` counts).
+    pub fn capture(&self, base: RedirectOptions) -> RedirectOptions {
+        let set = |key: &str| self.annotations.get(key).is_some_and(|v| v == "true");
+        RedirectOptions {
+            dns_capture: base.dns_capture && !set(BYPASS_DNS_ANNOTATION),
+            bypass_inbound: base.bypass_inbound || set(BYPASS_INBOUND_ANNOTATION),
         }
     }
 }
@@ -228,5 +244,36 @@ mod tests {
         let mut done = pod(&opted_in);
         done.terminated = true;
         assert!(!decide(&done, Some(&ambient)).enrolled());
+    }
+
+    #[test]
+    fn annotations_narrow_the_capture_of_one_pod() {
+        let dns = RedirectOptions {
+            dns_capture: true,
+            ..Default::default()
+        };
+        let annotated = |pairs: &[(&str, &str)]| PodMeta {
+            annotations: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..PodMeta::default()
+        };
+        assert_eq!(annotated(&[]).capture(dns), dns);
+        let inbound = annotated(&[(BYPASS_INBOUND_ANNOTATION, "true")]).capture(dns);
+        assert!(inbound.bypass_inbound && inbound.dns_capture);
+        let no_dns = annotated(&[(BYPASS_DNS_ANNOTATION, "true")]).capture(dns);
+        assert!(!no_dns.dns_capture && !no_dns.bypass_inbound);
+        let other = annotated(&[
+            (BYPASS_INBOUND_ANNOTATION, "yes"),
+            (BYPASS_DNS_ANNOTATION, "false"),
+        ]);
+        assert_eq!(other.capture(dns), dns, "only `true` bypasses");
+        assert!(
+            !annotated(&[(BYPASS_DNS_ANNOTATION, "true")])
+                .capture(RedirectOptions::default())
+                .dns_capture,
+            "an annotation never turns DNS capture on"
+        );
     }
 }

@@ -15,6 +15,7 @@ use super::records::RecordStore;
 use super::source::PodSource;
 use crate::netns::Netns;
 use crate::protocol::{CniPod, CniPodRef, CniReply};
+use crate::rules::RedirectOptions;
 
 mod cni;
 mod discovery;
@@ -29,6 +30,8 @@ pub struct Tracked {
     pub netns: Netns,
     /// Capture is installed (rules, SNAT, handed to ztunnel).
     pub enrolled: bool,
+    /// The options its rules were last applied with (the pod's annotations can change them).
+    pub capture: RedirectOptions,
 }
 
 impl Tracked {
@@ -183,6 +186,9 @@ impl Reconciler {
             None => return,
         };
         if desired == t.enrolled {
+            if desired && t.capture != self.capture_of(uid) {
+                self.recapture(uid);
+            }
             return;
         }
         if desired {
@@ -191,6 +197,29 @@ impl Reconciler {
             }
         } else {
             self.release(uid);
+        }
+    }
+
+    /// The rule options of pod `uid`: the agent's, narrowed by the pod's annotations.
+    pub(super) fn capture_of(&self, uid: &str) -> RedirectOptions {
+        let base = self.enforcer.options();
+        self.cluster.pod(uid).map_or(base, |p| p.capture(base))
+    }
+
+    /// Re-applies an enrolled pod's rules after its annotations changed what is captured.
+    fn recapture(&mut self, uid: &str) {
+        let want = self.capture_of(uid);
+        let Some(t) = self.tracked.get_mut(uid) else {
+            return;
+        };
+        match self.enforcer.reapply(&t.key(), &t.netns, &want) {
+            Ok(()) => {
+                tracing::info!(pod = %t.key(), bypass_inbound = want.bypass_inbound, dns_capture = want.dns_capture, "capture changed with the pod's annotations");
+                t.capture = want;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "re-applying the pod's rules failed; the self-check retries")
+            }
         }
     }
 
@@ -215,13 +244,17 @@ impl Reconciler {
             service_account: sa,
         };
         let started = Instant::now();
+        let capture = self.capture_of(uid);
         match self
             .enforcer
-            .enrol(&info, &t.netns, &t.record.ips, require_ztunnel)
+            .enrol(&info, &t.netns, &t.record.ips, &capture, require_ztunnel)
         {
             Ok(()) => {
                 tracing::info!(pod = %t.key(), uid, took = ?started.elapsed(), "pod enrolled");
                 self.set_enrolled(uid, true);
+                if let Some(t) = self.tracked.get_mut(uid) {
+                    t.capture = capture;
+                }
                 Ok(())
             }
             Err(err) => {

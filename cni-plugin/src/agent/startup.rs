@@ -81,12 +81,16 @@ pub(super) fn prepare(
             // Unknown because the source is not in sync: keep what is installed.
             None => rules::check(&netns, backend, &config.redirect).is_ok_and(|r| !r.is_absent()),
         };
+        let capture = cluster
+            .pod(&uid)
+            .map_or(config.redirect, |p| p.capture(config.redirect));
         tracked.insert(
             uid,
             Tracked {
                 record,
                 netns,
                 enrolled,
+                capture,
             },
         );
     }
@@ -98,7 +102,7 @@ pub(super) fn prepare(
             clean(&t.netns, backend, &key);
             continue;
         }
-        if let Err(err) = rules::apply(&t.netns, backend, &config.redirect) {
+        if let Err(err) = rules::apply(&t.netns, backend, &t.capture) {
             tracing::warn!(pod = %key, %err, "re-applying rules at startup failed; the self-check retries");
         }
         let info = PodInfo {

@@ -114,6 +114,7 @@ fn main() -> anyhow::Result<()> {
     config.proc_root = args.proc_root;
     config.redirect = RedirectOptions {
         dns_capture: args.dns_capture,
+        ..RedirectOptions::default()
     };
     config.backend = args.backend.map(|b| match b {
         BackendArg::Nft => Backend::Nft,

@@ -8,7 +8,10 @@ fn steps(opts: &RedirectOptions) -> Vec<u8> {
 fn rules_follow_the_design_order() {
     assert_eq!(steps(&RedirectOptions::default()), [1, 2, 3, 4, 5, 7, 8, 9]);
     assert_eq!(
-        steps(&RedirectOptions { dns_capture: true }),
+        steps(&RedirectOptions {
+            dns_capture: true,
+            ..Default::default()
+        }),
         [1, 2, 3, 4, 5, 6, 6, 7, 8, 9]
     );
     let hooks: Vec<Hook> = pod_rules(&RedirectOptions::default())
@@ -32,8 +35,31 @@ fn rules_follow_the_design_order() {
 }
 
 #[test]
+fn bypassing_inbound_capture_leaves_out_only_the_inbound_redirect_and_its_probe_exception() {
+    let bypass = RedirectOptions {
+        bypass_inbound: true,
+        ..Default::default()
+    };
+    assert_eq!(steps(&bypass), [1, 4, 5, 7, 8, 9]);
+    assert!(
+        pod_rules(&bypass)
+            .iter()
+            .all(|r| !r.nft.contains(&format!(":{INBOUND_PLAINTEXT_PORT}"))),
+        "nothing redirects to the inbound plaintext port"
+    );
+    let both = RedirectOptions {
+        bypass_inbound: true,
+        dns_capture: true,
+    };
+    assert_eq!(steps(&both), [1, 4, 5, 6, 6, 7, 8, 9]);
+}
+
+#[test]
 fn every_rule_has_both_spellings_and_a_unique_comment() {
-    let rules = pod_rules(&RedirectOptions { dns_capture: true });
+    let rules = pod_rules(&RedirectOptions {
+        dns_capture: true,
+        ..Default::default()
+    });
     for r in &rules {
         assert!(r.ipt_target.starts_with("-j "), "{r:?}");
         assert!(!r.ipt_match.contains(" -j "), "{r:?}");
@@ -87,7 +113,10 @@ fn nft_script_replaces_our_table_atomically_with_the_design_rules() {
         !script.contains("15053"),
         "DNS capture must be off by default"
     );
-    let dns = nft::render_apply(&pod_rules(&RedirectOptions { dns_capture: true }));
+    let dns = nft::render_apply(&pod_rules(&RedirectOptions {
+        dns_capture: true,
+        ..Default::default()
+    }));
     let (p5, p6, p7) = (
         dns.find("ip daddr 169.254.7.127").unwrap(),
         dns.find("udp dport 53").unwrap(),

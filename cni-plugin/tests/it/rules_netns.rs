@@ -64,7 +64,10 @@ fn apply_twice_check_remove(backend: Backend) {
     assert!(!report.is_absent());
 
     // Turning DNS capture on is drift for the old option set and complete for the new one.
-    let dns = RedirectOptions { dns_capture: true };
+    let dns = RedirectOptions {
+        dns_capture: true,
+        ..Default::default()
+    };
     assert!(!rules::check(ns, backend, &dns).unwrap().is_complete());
     rules::apply(ns, backend, &dns).unwrap();
     assert!(rules::check(ns, backend, &dns).unwrap().is_complete());
@@ -226,7 +229,15 @@ fn iptables_rules_redirect_real_connections() {
 fn dns_capture(backend: Backend) {
     let t = PodAndPeer::new();
     let pod = t.pod.netns();
-    rules::apply(pod, backend, &RedirectOptions { dns_capture: true }).unwrap();
+    rules::apply(
+        pod,
+        backend,
+        &RedirectOptions {
+            dns_capture: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let proxy = pod
         .run(|| UdpSocket::bind(addr(Ipv4Addr::UNSPECIFIED, 15053)))
         .unwrap()

@@ -249,6 +249,25 @@ impl CniCluster {
         self.write_state()
     }
 
+    /// Replaces a pod's annotations, as `kubectl annotate` would (the agent sees the change live).
+    pub fn annotate_pod(
+        &mut self,
+        pod: &CniPod,
+        annotations: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let meta = self
+            .state
+            .pods
+            .iter_mut()
+            .find(|p| p.uid == pod.args.uid)
+            .ok_or_else(|| anyhow::anyhow!("no pod {}", pod.key()))?;
+        meta.annotations = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.write_state()
+    }
+
     /// Creates a pod on node `n` like a kubelet: the pod object first, then a fresh netns
     /// wired by the CNI chain (bridge + host-local + mesh-cni). Its workload is added to the
     /// ztunnel config.

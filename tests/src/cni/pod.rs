@@ -97,6 +97,15 @@ impl CniPod {
         self.rules_report().is_some_and(|r| r.is_absent())
     }
 
+    /// Whether the pod holds exactly the rules of `opts` (none missing, none stale or extra)
+    /// and the policy route.
+    pub fn rules_complete_with(&self, opts: &mesh_cni::rules::RedirectOptions) -> bool {
+        self.open_netns()
+            .ok()
+            .and_then(|ns| mesh_cni::rules::check(&ns, self.backend, opts).ok())
+            .is_some_and(|r| r.is_complete())
+    }
+
     fn rules_report(&self) -> Option<mesh_cni::rules::CheckReport> {
         let ns = self.open_netns().ok()?;
         mesh_cni::rules::check(&ns, self.backend, &Default::default()).ok()

@@ -215,3 +215,53 @@ fn iptables_fallback_backend_captures_and_releases_too() {
     let (_, plaintext, _) = send_captured(&c, &client, &server, "MARKER-iptables-direct");
     assert!(plaintext, "released: direct again");
 }
+
+#[test]
+fn bypass_inbound_capture_annotation_switches_a_running_pods_inbound_rules_live() {
+    use mesh_cni::rules::RedirectOptions;
+    const BYPASS: (&str, &str) = ("ambient.istio.io/bypass-inbound-capture", "true");
+    let bypass = RedirectOptions {
+        bypass_inbound: true,
+        ..Default::default()
+    };
+    let mut c = CniCluster::start("cnibypass", 2).unwrap();
+    c.label_namespace("shop", &AMBIENT).unwrap();
+    let client = c.create_pod(1, "shop", "client", &[]).unwrap();
+    let server = c.create_pod(2, "shop", "server", &[]).unwrap();
+    let _srv = server.serve(PORT).unwrap();
+    c.wait_ztunnel_config(&[client.ip, server.ip]).unwrap();
+    assert!(
+        server.rules_complete(),
+        "full capture before the annotation"
+    );
+
+    // Annotated live: the server's inbound redirect goes, nothing else changes.
+    c.annotate_pod(&server, &[BYPASS]).unwrap();
+    wait_until("the server's inbound capture is bypassed", || {
+        server.rules_complete_with(&bypass)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert!(client.rules_complete(), "other pods keep full capture");
+    assert!(
+        server.ztunnel_listening(),
+        "HBONE to the pod still reaches ztunnel"
+    );
+    // Mesh traffic to it still arrives over HBONE (ztunnel's 15008 is never redirected).
+    let (reply, plaintext, hbone) = send_captured(&c, &client, &server, "MARKER-bypassed-inbound");
+    assert!(
+        reply.contains("MARKER-bypassed-inbound"),
+        "{reply}\n{}",
+        c.logs()
+    );
+    assert!(
+        !plaintext && hbone,
+        "mesh traffic to a bypassed pod is still mTLS"
+    );
+
+    // The annotation removed: full capture again.
+    c.annotate_pod(&server, &[]).unwrap();
+    wait_until("the server's inbound capture is back", || {
+        server.rules_complete()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+}

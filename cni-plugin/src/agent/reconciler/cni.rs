@@ -90,13 +90,17 @@ impl Reconciler {
                 retry: false,
             };
         }
-        let already = self.tracked.get(&uid).is_some_and(|t| t.enrolled);
+        let (already, capture) = match self.tracked.get(&uid) {
+            Some(t) => (t.enrolled, t.capture),
+            None => (false, self.capture_of(&uid)),
+        };
         self.tracked.insert(
             uid.clone(),
             Tracked {
                 record: pod,
                 netns,
                 enrolled: already,
+                capture,
             },
         );
         let decision = self.cluster.decision(&uid);
@@ -175,7 +179,7 @@ impl Reconciler {
         if !t.enrolled {
             return CniReply::NotEnrolled;
         }
-        match self.enforcer.check(&t.key(), &t.netns) {
+        match self.enforcer.check(&t.key(), &t.netns, &t.capture) {
             Ok(h) if h.enforced() => CniReply::Enrolled,
             Ok(h) => CniReply::Error {
                 message: format!(

@@ -62,6 +62,7 @@ impl Reconciler {
                 record,
                 netns: found.netns,
                 enrolled: false,
+                capture: self.capture_of(uid),
             },
         );
         if let Err(err) = self.enrol(uid, false) {

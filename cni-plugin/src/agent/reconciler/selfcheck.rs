@@ -69,7 +69,8 @@ impl Reconciler {
             return true;
         };
         let key = t.key();
-        let health = match self.enforcer.check(&key, &t.netns) {
+        let want = self.capture_of(uid);
+        let health = match self.enforcer.check(&key, &t.netns, &want) {
             Ok(h) => h,
             Err(err) => {
                 tracing::warn!(%err, pod = %key, "self-check failed");
@@ -82,7 +83,7 @@ impl Reconciler {
         if !health.rules.is_complete() {
             tracing::warn!(pod = %key, missing = ?health.rules.missing, unexpected = ?health.rules.unexpected,
                 ip_rule = health.rules.ip_rule, local_route = health.rules.local_route, "redirect rules drifted; re-applying");
-            match self.enforcer.reapply(&key, &t.netns) {
+            match self.enforcer.reapply(&key, &t.netns, &want) {
                 Ok(()) => self.metrics.repaired("rules"),
                 Err(err) => tracing::warn!(%err, "repairing the rules failed"),
             }
@@ -104,8 +105,13 @@ impl Reconciler {
                 Err(err) => tracing::warn!(%err, "handing the pod to ztunnel again failed"),
             }
         }
-        self.enforcer
-            .check(&key, &t.netns)
-            .is_ok_and(|h| h.enforced())
+        let enforced = self
+            .enforcer
+            .check(&key, &t.netns, &want)
+            .is_ok_and(|h| h.enforced());
+        if enforced && let Some(t) = self.tracked.get_mut(uid) {
+            t.capture = want;
+        }
+        enforced
     }
 }
