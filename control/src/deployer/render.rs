@@ -243,7 +243,8 @@ mod tests {
     use super::*;
     use crate::objects::{Object, parse_documents};
 
-    fn gateway() -> Gateway {
+    /// A waypoint Gateway `shop/wp` (uid `u1`) with the HBONE listener.
+    pub(super) fn gateway() -> Gateway {
         let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: wp, namespace: shop, uid: u1}\n\
                     spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}\n";
         match parse_documents(text).expect("gateway").remove(0) {

@@ -4,18 +4,10 @@
 use crate::fake_api::FakeApi;
 use mesh_control::ca::cluster::{self, ROOT_CONFIGMAP, ROOT_SECRET};
 
-async fn client(api: &FakeApi) -> kube::Client {
-    let addr = api.clone().serve().await;
-    kube::Client::try_from(kube::Config::new(
-        format!("http://{addr}").parse().expect("url"),
-    ))
-    .expect("client")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_is_created_once_in_a_secret_and_published() {
     let api = FakeApi::new();
-    let client = client(&api).await;
+    let client = api.client().await;
     let empty = tempfile::tempdir().expect("tempdir");
     let first = cluster::load_or_create(&client, "istio-system", empty.path(), "cluster.local")
         .await
@@ -50,7 +42,7 @@ async fn root_is_created_once_in_a_secret_and_published() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mounted_cacerts_win_over_the_secret() {
     let api = FakeApi::new();
-    let client = client(&api).await;
+    let client = api.client().await;
     let root = mesh_identity::CertificateAuthority::generate("cluster.local").expect("root");
     let inter = root
         .issue_intermediate("mesh intermediate", std::time::Duration::from_secs(3600))

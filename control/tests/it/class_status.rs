@@ -6,13 +6,7 @@ use std::time::Duration;
 
 use crate::fake_api::FakeApi;
 use mesh_control::deployer::report::{Target, run};
-use mesh_control::source::Source;
-use mesh_control::source::kube::KubeSource;
-use mesh_control::store::Store;
-use mesh_control::translate::Options;
 use serde_json::json;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const OURS: &str = "/apis/gateway.networking.k8s.io/v1/gatewayclasses/istio-waypoint/status";
 const THEIRS: &str = "/apis/gateway.networking.k8s.io/v1/gatewayclasses/other/status";
@@ -35,15 +29,7 @@ async fn control_accepts_its_gateway_class_and_leaves_others_alone() {
         "gatewayclasses",
         class("istio-waypoint", "istio.io/mesh-controller"),
     );
-    let addr = api.clone().serve().await;
-    let client =
-        kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap()))
-            .unwrap();
-    let store = Store::new(Options::default());
-    let (tx, rx) = mpsc::channel(16);
-    let stop = CancellationToken::new();
-    Box::new(KubeSource::new(client.clone())).spawn(tx, stop.clone());
-    tokio::spawn(store.clone().run(rx, stop.clone()));
+    let (client, store, stop) = api.watched().await;
     tokio::spawn(run(store.clone(), Target::Kube(client), stop.clone()));
 
     let patch_to = |path: &str| {

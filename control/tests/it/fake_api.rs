@@ -14,8 +14,13 @@ use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use mesh_control::source::Source;
+use mesh_control::source::kube::KubeSource;
+use mesh_control::store::Store;
+use mesh_control::translate::Options;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 
 /// Plurals served as single objects (GET/POST by name) instead of lists.
 const SINGLE_OBJECT_PLURALS: [&str; 2] = ["secrets", "configmaps"];
@@ -210,5 +215,26 @@ impl FakeApi {
             }
         });
         addr
+    }
+
+    /// Serves this API and returns a kube-rs client of it.
+    pub async fn client(&self) -> kube::Client {
+        let addr = self.clone().serve().await;
+        kube::Client::try_from(kube::Config::new(
+            format!("http://{addr}").parse().expect("url"),
+        ))
+        .expect("client")
+    }
+
+    /// Serves this API and runs control's watchers on it into a new store: the client, the
+    /// store, and the token that stops the watchers.
+    pub async fn watched(&self) -> (kube::Client, Arc<Store>, CancellationToken) {
+        let client = self.client().await;
+        let store = Store::new(Options::default());
+        let (tx, rx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        Box::new(KubeSource::new(client.clone())).spawn(tx, stop.clone());
+        tokio::spawn(store.clone().run(rx, stop.clone()));
+        (client, store, stop)
     }
 }

@@ -5,13 +5,8 @@ use std::time::Duration;
 
 use crate::fake_api::FakeApi;
 use mesh_control::index::Resource;
-use mesh_control::source::Source;
-use mesh_control::source::kube::KubeSource;
 use mesh_control::store::Store;
-use mesh_control::translate::Options;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -62,15 +57,7 @@ async fn lists_syncs_and_follows_watch_events() {
         "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
         "metadata": {"name": "deny-all", "namespace": "shop"}, "spec": {"action": "DENY", "rules": [{}]}
     }));
-    let addr = api.clone().serve().await;
-
-    let config = kube::Config::new(format!("http://{addr}").parse().expect("url"));
-    let client = kube::Client::try_from(config).expect("client");
-    let store = Store::new(Options::default());
-    let (tx, rx) = mpsc::channel(16);
-    let stop = CancellationToken::new();
-    Box::new(KubeSource::new(client)).spawn(tx, stop.clone());
-    tokio::spawn(store.clone().run(rx, stop.clone()));
+    let (_client, store, stop) = api.watched().await;
 
     tokio::time::timeout(WAIT, store.wait_synced())
         .await
@@ -137,16 +124,7 @@ async fn deployer_applies_waypoint_objects_and_writes_gateway_status() {
         "metadata": {"name": "ingress", "namespace": "shop"},
         "spec": {"gatewayClassName": "other", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}
     }));
-    let addr = api.clone().serve().await;
-    let client = kube::Client::try_from(kube::Config::new(
-        format!("http://{addr}").parse().expect("url"),
-    ))
-    .expect("client");
-    let store = Store::new(Options::default());
-    let (tx, rx) = mpsc::channel(16);
-    let stop = CancellationToken::new();
-    Box::new(KubeSource::new(client.clone())).spawn(tx, stop.clone());
-    tokio::spawn(store.clone().run(rx, stop.clone()));
+    let (client, store, stop) = api.watched().await;
     let opts = mesh_control::deployer::DeployerOptions {
         image: "example/waypoint:1".into(),
         args: vec![],

@@ -12,13 +12,8 @@ use std::time::Duration;
 use crate::fake_api::FakeApi;
 use mesh_control::deployer::report::{Target, run};
 use mesh_control::index::Resource;
-use mesh_control::source::Source;
-use mesh_control::source::kube::KubeSource;
 use mesh_control::store::Store;
-use mesh_control::translate::Options;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const ROUTE_STATUS: &str =
     "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/reviews/status";
@@ -116,15 +111,7 @@ async fn invalid_l7_objects_get_the_reason_in_status_and_an_event_and_the_last_v
         "metadata": {"name": "ratings", "namespace": "shop", "uid": "vs-uid", "generation": 4},
         "spec": {"hosts": ["ratings"], "http": [{"route": [{"destination": {"host": "ratings"}, "weight": -5}]}]}
     }));
-    let addr = api.clone().serve().await;
-    let client =
-        kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap()))
-            .unwrap();
-    let store = Store::new(Options::default());
-    let (tx, rx) = mpsc::channel(16);
-    let stop = CancellationToken::new();
-    Box::new(KubeSource::new(client.clone())).spawn(tx, stop.clone());
-    tokio::spawn(store.clone().run(rx, stop.clone()));
+    let (client, store, stop) = api.watched().await;
     tokio::spawn(run(store.clone(), Target::Kube(client), stop.clone()));
 
     // Valid route: accepted, sent.

@@ -117,6 +117,40 @@ fn in_own_pid_namespace(cmd: &Command) -> Command {
     wrapped
 }
 
+/// Starts a ztunnel in `node` with a test CA and the config `workloads`, command wrapped by
+/// `wrap`, with this test as its node agent; returns the files' directory (keep it alive), the
+/// agent's listener and the ztunnel process.
+fn start_ztunnel(
+    node: &Netns,
+    workloads: &str,
+    wrap: impl FnOnce(Command) -> Command,
+) -> (tempfile::TempDir, Agent, Process) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::generate("cluster.local").unwrap();
+    let (config, ca_cert, ca_key, socket) = (
+        dir.path().join("z.yaml"),
+        dir.path().join("ca.pem"),
+        dir.path().join("ca-key.pem"),
+        dir.path().join("agent.sock"),
+    );
+    std::fs::write(&config, workloads).unwrap();
+    std::fs::write(&ca_cert, ca.cert_pem()).unwrap();
+    std::fs::write(&ca_key, ca.key_pem()).unwrap();
+    let agent = Agent {
+        listener: SeqPacketListener::bind(&socket).unwrap(),
+        conn: None,
+    };
+    let files = ZtunnelFiles {
+        config: &config,
+        ca_cert: &ca_cert,
+        ca_key: &ca_key,
+        socket: &socket,
+    };
+    let cmd = wrap(ztunnel_command(node, "node-1", &files));
+    let ztunnel = node.spawn_command("ztunnel", cmd).unwrap();
+    (dir, agent, ztunnel)
+}
+
 fn pod(uid: &str) -> PodInfo {
     PodInfo {
         uid: uid.into(),
@@ -131,38 +165,11 @@ fn handoff_requests_good_and_bad_against_a_real_ztunnel() {
     let topo = Topology::new("handoff", 1).unwrap();
     let node = topo.node(1).unwrap();
     let pod_a = topo.add_pod(1, "pod-a").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = CertificateAuthority::generate("cluster.local").unwrap();
-    let (config, ca_cert, ca_key, socket) = (
-        dir.path().join("z.yaml"),
-        dir.path().join("ca.pem"),
-        dir.path().join("ca-key.pem"),
-        dir.path().join("agent.sock"),
+    let workloads = format!(
+        "workloads:\n  - {{name: pod-a, addresses: [\"{}\"]}}\n",
+        pod_a.ip
     );
-    std::fs::write(
-        &config,
-        format!(
-            "workloads:\n  - {{name: pod-a, addresses: [\"{}\"]}}\n",
-            pod_a.ip
-        ),
-    )
-    .unwrap();
-    std::fs::write(&ca_cert, ca.cert_pem()).unwrap();
-    std::fs::write(&ca_key, ca.key_pem()).unwrap();
-    let mut agent = Agent {
-        listener: SeqPacketListener::bind(&socket).unwrap(),
-        conn: None,
-    };
-    let files = ZtunnelFiles {
-        config: &config,
-        ca_cert: &ca_cert,
-        ca_key: &ca_key,
-        socket: &socket,
-    };
-    let ztunnel = node
-        .netns
-        .spawn_command("ztunnel", ztunnel_command(&node.netns, "node-1", &files))
-        .unwrap();
+    let (_dir, mut agent, ztunnel) = start_ztunnel(&node.netns, &workloads, |cmd| cmd);
     agent.accept();
 
     // Malformed requests: error Ack, nothing opened.
@@ -295,29 +302,9 @@ fn handoff_requests_good_and_bad_against_a_real_ztunnel() {
 fn a_ztunnel_that_cannot_see_the_pods_processes_keeps_serving_them() {
     let topo = Topology::new("handoff-pidns", 1).unwrap();
     let node = topo.node(1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = CertificateAuthority::generate("cluster.local").unwrap();
-    let (config, ca_cert, ca_key, socket) = (
-        dir.path().join("z.yaml"),
-        dir.path().join("ca.pem"),
-        dir.path().join("ca-key.pem"),
-        dir.path().join("agent.sock"),
-    );
-    std::fs::write(&config, "workloads: []\n").unwrap();
-    std::fs::write(&ca_cert, ca.cert_pem()).unwrap();
-    std::fs::write(&ca_key, ca.key_pem()).unwrap();
-    let mut agent = Agent {
-        listener: SeqPacketListener::bind(&socket).unwrap(),
-        conn: None,
-    };
-    let files = ZtunnelFiles {
-        config: &config,
-        ca_cert: &ca_cert,
-        ca_key: &ca_key,
-        socket: &socket,
-    };
-    let cmd = in_own_pid_namespace(&ztunnel_command(&node.netns, "node-1", &files));
-    let ztunnel = node.netns.spawn_command("ztunnel", cmd).unwrap();
+    let (_dir, mut agent, ztunnel) = start_ztunnel(&node.netns, "workloads: []\n", |cmd| {
+        in_own_pid_namespace(&cmd)
+    });
     agent.accept();
 
     // The pod and the process that lives in it appear after ztunnel started: ztunnel sees neither

@@ -95,18 +95,9 @@ impl ControlAccess {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::gateway;
     use super::super::{DeployerOptions, waypoint_objects};
     use super::*;
-    use crate::objects::{Object, parse_documents};
-
-    fn gateway() -> crate::objects::Gateway {
-        let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: wp, namespace: shop, uid: u1}\n\
-                    spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}\n";
-        match parse_documents(text).expect("gateway").remove(0) {
-            Object::Gateway(g) => *g,
-            other => panic!("{other:?}"),
-        }
-    }
 
     #[test]
     fn a_waypoint_pod_gets_control_address_token_and_root_where_its_args_say() {
