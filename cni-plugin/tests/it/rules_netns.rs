@@ -268,3 +268,49 @@ fn nft_dns_capture_redirects_udp_and_tcp_53() {
 fn iptables_dns_capture_redirects_udp_and_tcp_53() {
     dns_capture(Backend::Iptables);
 }
+
+/// A pod switched from full capture to `bypass_inbound` (re-apply, as when its annotation is set):
+/// inbound plaintext reaches the app directly, outbound is still captured, 15008 still reaches
+/// ztunnel, and the check finds exactly the bypass rule set.
+fn bypass_inbound(backend: Backend) {
+    let t = PodAndPeer::new();
+    let (pod, peer) = (t.pod.netns(), t.peer.netns());
+    let bypass = RedirectOptions {
+        bypass_inbound: true,
+        ..Default::default()
+    };
+    rules::apply(pod, backend, &RedirectOptions::default()).unwrap();
+    assert!(!rules::check(pod, backend, &bypass).unwrap().is_complete());
+    rules::apply(pod, backend, &bypass).unwrap();
+    let report = rules::check(pod, backend, &bypass).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    let any = Ipv4Addr::UNSPECIFIED;
+    let outbound = listen(pod, addr(any, 15001));
+    let inbound = listen(pod, addr(any, 15006));
+    let hbone = listen(pod, addr(any, 15008));
+    let app = listen(pod, addr(any, 8080));
+    let _remote = listen(peer, addr(REMOTE_IP, 80));
+
+    let _i = connect(peer, addr(POD_IP, 8080), None, None).unwrap();
+    let (_, from) = accept_within(&app, WAIT).expect("inbound did not reach the app directly");
+    assert_eq!(from.ip(), PEER_IP);
+    assert!(
+        accept_within(&inbound, NOTHING).is_none(),
+        "inbound was captured"
+    );
+    let _h = connect(peer, addr(POD_IP, 15008), None, None).unwrap();
+    accept_within(&hbone, WAIT).expect("HBONE did not reach 15008");
+    let _o = connect(pod, addr(REMOTE_IP, 80), None, None).unwrap();
+    let (s, _) = accept_within(&outbound, WAIT).expect("outbound no longer captured");
+    assert_eq!(original_dst(&s), addr(REMOTE_IP, 80));
+}
+
+#[test]
+fn nft_bypass_inbound_leaves_inbound_alone_and_still_captures_outbound() {
+    bypass_inbound(Backend::Nft);
+}
+
+#[test]
+fn iptables_bypass_inbound_leaves_inbound_alone_and_still_captures_outbound() {
+    bypass_inbound(Backend::Iptables);
+}
