@@ -59,7 +59,9 @@ struct Args {
     /// Poll period of the local state file in milliseconds.
     #[arg(long, default_value_t = 100)]
     local_poll_ms: u64,
-    /// Capture DNS to ztunnel's DNS proxy (15053).
+    /// Capture DNS to a DNS proxy on 15053 in the pod (DESIGN.md 4.4 rule 6). Refused for now:
+    /// ztunnel serves no DNS proxy yet, so capturing DNS would break name resolution in every
+    /// enrolled pod.
     #[arg(long)]
     dns_capture: bool,
     /// Firewall backend (default: nft when installed, else iptables).
@@ -88,6 +90,12 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if args.dns_capture {
+        anyhow::bail!(
+            "--dns-capture: ztunnel serves no DNS proxy on 15053 yet, so capturing DNS would break \
+             name resolution in every enrolled pod; leave it off (pods keep resolving directly)"
+        );
+    }
     let source = match args.source {
         SourceKind::Kubernetes => SourceConfig::Kubernetes(None),
         SourceKind::Local => SourceConfig::Local {

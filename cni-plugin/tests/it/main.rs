@@ -3,6 +3,7 @@
 // Test code: a failed setup step should stop the test with its message.
 #![allow(clippy::unwrap_used)]
 
+mod agent_cli;
 mod handoff;
 mod host_snat;
 mod rules_netns;
