@@ -6,6 +6,7 @@
 
 mod claims;
 mod deps;
+pub mod grants;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -40,8 +41,8 @@ pub enum Resource {
     Service(Service),
     AuthorizationPolicy(Policy),
     PeerAuthentication(PeerAuthentication),
-    /// A waypoint (L7) object as Kubernetes JSON (HTTPRoute, GRPCRoute, HTTPFault, RequestAuthentication,
-    /// VirtualService, DestinationRule), validated by the waypoint; named `l7/<kind>/<ns>/<name>`.
+    /// A waypoint (L7) object as Kubernetes JSON (HTTPRoute, GRPCRoute, HTTPFault, ReferenceGrant,
+    /// RequestAuthentication, VirtualService, DestinationRule), validated by the waypoint; named `l7/<kind>/<ns>/<name>`.
     L7Object(String),
 }
 
@@ -462,6 +463,7 @@ pub fn resource_name(kind: Kind, namespace: &str, name: &str) -> String {
         Kind::HttpRoute
         | Kind::GrpcRoute
         | Kind::HttpFault
+        | Kind::ReferenceGrant
         | Kind::RequestAuthentication
         | Kind::VirtualService
         | Kind::DestinationRule => {

@@ -41,7 +41,7 @@ pub enum ObjectError {
     #[error(
         "document {index}: unknown kind {api_version}/{kind}; supported: Namespace, Pod, Service, EndpointSlice, \
          ServiceAccount, Gateway, GatewayClass, HTTPRoute, GRPCRoute, AuthorizationPolicy, RequestAuthentication, \
-         PeerAuthentication, VirtualService, DestinationRule, HTTPFault"
+         PeerAuthentication, VirtualService, DestinationRule, HTTPFault, ReferenceGrant"
     )]
     UnknownKind {
         /// 0-based position of the document.
@@ -85,6 +85,8 @@ pub enum Kind {
     DestinationRule,
     /// `waypoint.mesh.io/v1alpha1` HTTPFault (fault filters referenced by routes).
     HttpFault,
+    /// `gateway.networking.k8s.io` ReferenceGrant (cross-namespace backends routes may use).
+    ReferenceGrant,
 }
 
 impl Kind {
@@ -107,6 +109,7 @@ impl Kind {
             ("networking.istio.io", "VirtualService") => Self::VirtualService,
             ("networking.istio.io", "DestinationRule") => Self::DestinationRule,
             ("waypoint.mesh.io", "HTTPFault") => Self::HttpFault,
+            ("gateway.networking.k8s.io", "ReferenceGrant") => Self::ReferenceGrant,
             _ => return None,
         })
     }
@@ -124,6 +127,7 @@ impl Kind {
             }
             Self::VirtualService | Self::DestinationRule => "networking.istio.io/v1",
             Self::HttpFault => "waypoint.mesh.io/v1alpha1",
+            Self::ReferenceGrant => "gateway.networking.k8s.io/v1beta1",
         }
     }
 

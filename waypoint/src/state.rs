@@ -193,6 +193,14 @@ pub struct Loaded {
     pub authentications: Vec<l7::authn::RequestAuthentication>,
 }
 
+/// Logs the L7 objects left out of a set without failing it (malformed ReferenceGrants: they grant
+/// nothing).
+pub(crate) fn log_ignored(ignored: &[l7::L7Error]) {
+    for e in ignored {
+        tracing::warn!(error = %e, "ignored; it grants nothing until fixed");
+    }
+}
+
 /// Reads every route file of `dir` and validates the whole set (all or nothing): routes,
 /// AuthorizationPolicies and DestinationRules.
 pub fn load_routes(dir: &Path, gateway: (&str, &str)) -> Result<Loaded, StateError> {
@@ -212,13 +220,16 @@ pub fn load_routes(dir: &Path, gateway: (&str, &str)) -> Result<Loaded, StateErr
         }
     }
     match l7::build(&objects) {
-        Ok(c) if errors.is_empty() => Ok(Loaded {
-            table: RouteTable::new(c.routes, Some(gateway)),
-            policies: c.policies,
-            audit_policies: c.audit_policies,
-            destination_rules: c.destination_rules,
-            authentications: c.authentications,
-        }),
+        Ok(c) if errors.is_empty() => {
+            log_ignored(&c.ignored);
+            Ok(Loaded {
+                table: RouteTable::new(c.routes, Some(gateway)),
+                policies: c.policies,
+                audit_policies: c.audit_policies,
+                destination_rules: c.destination_rules,
+                authentications: c.authentications,
+            })
+        }
         Ok(_) => Err(StateError::InvalidRoutes {
             dir: dir.into(),
             errors,

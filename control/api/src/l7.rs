@@ -3,7 +3,8 @@
 //! [`Route`]s ([`convert`]), indexed by what they attach to with Gateway API precedence
 //! ([`RouteTable`]), request matching ([`RequestView`]), filters ([`filters`]), weighted
 //! backends ([`pick_backend`]), timeouts, retries and fault injection ([`fault`], our `HTTPFault`
-//! kind referenced by an `ExtensionRef` filter).
+//! kind referenced by an `ExtensionRef` filter), and the `ReferenceGrant`s that let routes send to
+//! Services of other namespaces ([`grants`]).
 //!
 //! Control's translation and the waypoint both use this API: [`parse_documents`] reads YAML,
 //! [`build_routes`] validates a whole set (every invalid object is reported with its reason;
@@ -16,6 +17,7 @@ pub mod cors;
 pub mod duration;
 pub mod fault;
 pub mod filters;
+pub mod grants;
 pub mod istio;
 pub mod matching;
 pub mod pattern;
@@ -32,6 +34,7 @@ pub use cors::Cors;
 pub use duration::parse_duration;
 pub use fault::{FAULT_GROUP, FAULT_KIND, Fault, FaultAction};
 pub use filters::{HeaderEdit, RequestTarget};
+pub use grants::{GRANT_KIND, Grant, Grants, REF_NOT_PERMITTED, ReferenceGrantObject};
 pub use matching::{RequestView, SimpleRequest};
 pub use pattern::{Pattern, ValueMatch};
 pub use route::{
@@ -94,6 +97,8 @@ pub enum L7Object {
     GrpcRoute(GrpcRouteObject),
     /// Our `HTTPFault`.
     Fault(HttpFaultObject),
+    /// Gateway API `ReferenceGrant` (v1beta1 or v1): cross-namespace backends it allows.
+    ReferenceGrant(Box<ReferenceGrantObject>),
     /// Istio `AuthorizationPolicy` (`security.istio.io`); enforced by the waypoint when it has
     /// `targetRefs` to the waypoint or a service (see [`authz`]).
     AuthorizationPolicy(Box<AuthorizationPolicyObject>),
@@ -167,6 +172,7 @@ fn object_from_yaml(value: serde_yaml_ng::Value) -> Result<L7Object, String> {
         (GATEWAY_GROUP, "HTTPRoute") => L7Object::HttpRoute(typed(value)?),
         (GATEWAY_GROUP, "GRPCRoute") => L7Object::GrpcRoute(typed(value)?),
         (FAULT_GROUP, FAULT_KIND) => L7Object::Fault(typed(value)?),
+        (GATEWAY_GROUP, GRANT_KIND) => L7Object::ReferenceGrant(Box::new(typed(value)?)),
         ("security.istio.io", "AuthorizationPolicy") => {
             L7Object::AuthorizationPolicy(Box::new(typed(value)?))
         }
@@ -216,6 +222,9 @@ pub struct L7Config {
     pub destination_rules: Vec<istio::DestinationRule>,
     /// Validated RequestAuthentications.
     pub authentications: Vec<authn::RequestAuthentication>,
+    /// Objects left out without failing the set, with why: malformed `ReferenceGrant`s, which
+    /// grant nothing (fail closed) rather than holding back every other change.
+    pub ignored: Vec<L7Error>,
 }
 
 /// Validates a whole set of objects into routes. Every invalid object and duplicate is reported
@@ -251,6 +260,22 @@ pub fn build(objects: &[L7Object]) -> Result<L7Config, Vec<L7Error>> {
                     kind: FAULT_KIND.into(),
                     namespace: ns,
                     name: f.metadata.name.clone(),
+                    source,
+                }),
+            }
+        }
+    }
+    let mut ignored = Vec::new();
+    for o in objects {
+        if let L7Object::ReferenceGrant(g) = o {
+            let ns = ns_of(&g.metadata);
+            unique(GRANT_KIND, &ns, &g.metadata.name, &mut errors);
+            match Grant::from_object(g) {
+                Ok(grant) => ctx.grants.insert(grant),
+                Err(source) => ignored.push(L7Error::Invalid {
+                    kind: GRANT_KIND.into(),
+                    namespace: ns,
+                    name: g.metadata.name.clone(),
                     source,
                 }),
             }
@@ -346,6 +371,7 @@ pub fn build(objects: &[L7Object]) -> Result<L7Config, Vec<L7Error>> {
             audit_policies,
             destination_rules,
             authentications,
+            ignored,
         })
     } else {
         Err(errors)

@@ -1,7 +1,8 @@
 //! Status of HTTPRoute / GRPCRoute objects, per parent (DESIGN.md 5): `Accepted` (the parent is a waypoint
 //! Gateway, or a Service that has a waypoint: without one no proxy applies L7 routes, which the condition says)
 //! and `ResolvedRefs` (every backend Service exists, every `ExtensionRef` filter names an HTTPFault waypoints
-//! have: `InvalidKind` for another kind, `FilterNotFound` for a missing or invalid one).
+//! have: `InvalidKind` for another kind, `FilterNotFound` for a missing or invalid one; every backend or mirror
+//! Service of another namespace is allowed by a ReferenceGrant there that waypoints have: `RefNotPermitted`).
 //!
 //! A route the waypoint would reject (checked with its own code, `translate::l7::check`) is `Accepted=False`
 //! with the Gateway API reason `UnsupportedValue` on every parent, the message naming the field at fault and
@@ -10,6 +11,7 @@
 use mesh_api::l7::{FAULT_GROUP, FAULT_KIND};
 use serde_json::{Value, json};
 
+use crate::index::grants::not_permitted;
 use crate::index::{Index, Resource, resource_name};
 use crate::objects::{Generic, Kind, Object, ObjectKey};
 use crate::translate::l7::Invalid;
@@ -23,6 +25,10 @@ pub const REASON_UNSUPPORTED_VALUE: &str = "UnsupportedValue";
 /// Reason of `ResolvedRefs=False` for an `ExtensionRef` to an HTTPFault waypoints do not have (missing, or
 /// invalid with no earlier valid version). Gateway API has no reason for filters; it allows others.
 pub const REASON_FILTER_NOT_FOUND: &str = "FilterNotFound";
+
+/// Gateway API reason of `ResolvedRefs=False` for a reference to another namespace that no ReferenceGrant
+/// allows.
+pub const REASON_REF_NOT_PERMITTED: &str = mesh_api::l7::REF_NOT_PERMITTED;
 
 /// The status apply body of `route` (kind `HTTPRoute` or `GRPCRoute`) at time `now`; `invalid`: why the
 /// waypoint would reject it (`translate::l7::check`), if it would.
@@ -39,6 +45,7 @@ pub fn route_status(
         json!({"type": type_, "status": if ok { "True" } else { "False" }, "reason": reason, "message": message,
                "observedGeneration": generation, "lastTransitionTime": now})
     };
+    let refused = not_permitted(index, kind, route);
     let missing: Vec<String> = backend_refs(&route.spec)
         .filter(|(k, _, _)| k == "Service")
         .filter(|(_, bns, bname)| {
@@ -48,6 +55,8 @@ pub fn route_status(
                 .is_none()
         })
         .map(|(_, bns, bname)| format!("{}/{bname}", bns.as_deref().unwrap_or(ns)))
+        // A reference no grant allows is reported as such, whether or not the Service exists.
+        .filter(|r| !refused.contains(r))
         .collect();
     let (bad_kinds, bad_faults) = unresolved_filters(&route.spec, ns, index);
     let resolved = if !bad_kinds.is_empty() {
@@ -59,6 +68,17 @@ pub fn route_status(
                 "extensionRef filter(s) of a kind the waypoint does not support (requests they apply to are \
                  answered 500): {}",
                 bad_kinds.join(", ")
+            ),
+        )
+    } else if !refused.is_empty() {
+        condition(
+            "ResolvedRefs",
+            false,
+            REASON_REF_NOT_PERMITTED,
+            format!(
+                "Service(s) of another namespace that no ReferenceGrant there allows this {kind} to refer to \
+                 (requests routed to them are answered 500, mirrors to them are skipped): {}",
+                refused.join(", ")
             ),
         )
     } else if !missing.is_empty() {
@@ -297,10 +317,16 @@ mod tests {
         route_status(kind, &r, invalid.as_ref(), &index, "2026-01-01T00:00:00Z")
     }
 
+    /// A route with one backend: a Service name (port 80) or a whole `{...}` backendRef.
     fn route(parent: &str, backend: &str) -> String {
+        let backend = if backend.starts_with('{') {
+            backend.replace('}', ", port: 80}")
+        } else {
+            format!("{{name: {backend}, port: 80}}")
+        };
         format!(
             "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: shop}}\n\
-             spec: {{parentRefs: [{parent}], rules: [{{backendRefs: [{{name: {backend}, port: 80}}]}}]}}\n"
+             spec: {{parentRefs: [{parent}], rules: [{{backendRefs: [{backend}]}}]}}\n"
         )
     }
 
@@ -386,6 +412,92 @@ mod tests {
         // Fixed: accepted again.
         let fixed = status_after(&[&good, &bad, &versioned(3, "/v2/.*")]);
         assert_eq!(cond(&fixed, 0), ("True".into(), "Accepted".into()));
+    }
+
+    #[test]
+    fn backends_in_other_namespaces_need_a_reference_grant() {
+        let billing = "---\napiVersion: v1\nkind: Service\nmetadata: {name: invoices, namespace: billing}\n\
+            spec: {clusterIP: 10.96.0.3, ports: [{port: 80}]}\n";
+        let cross = route("{name: wp}", "{name: invoices, namespace: billing}") + billing;
+        let grant = |from_kind: &str, to: &str| {
+            format!(
+                "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\n\
+                 metadata: {{name: g, namespace: billing}}\nspec: {{from: [{{group: gateway.networking.k8s.io, \
+                 kind: {from_kind}, namespace: shop}}], to: [{to}]}}\n"
+            )
+        };
+        let message = |v: &Value| {
+            v["status"]["parents"][0]["conditions"][1]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let denied = status(&cross);
+        assert_eq!(
+            cond(&denied, 1),
+            ("False".into(), REASON_REF_NOT_PERMITTED.into()),
+            "{denied}"
+        );
+        assert!(message(&denied).contains("billing/invoices"), "{denied}");
+        assert_eq!(cond(&denied, 0), ("True".into(), "Accepted".into()));
+
+        // A grant for this kind and namespace resolves it; one for another Service or kind does not.
+        let all = cross.clone() + &grant("HTTPRoute", "{group: '', kind: Service}");
+        let named =
+            cross.clone() + &grant("HTTPRoute", "{group: '', kind: Service, name: invoices}");
+        for with in [&all, &named] {
+            let ok = status(with);
+            assert_eq!(cond(&ok, 1), ("True".into(), "ResolvedRefs".into()), "{ok}");
+        }
+        for other in [
+            grant("HTTPRoute", "{group: '', kind: Service, name: payments}"),
+            grant("GRPCRoute", "{group: '', kind: Service}"),
+            // Malformed: grants nothing.
+            grant("HTTPRoute", "{group: '', kind: Service, name: [invoices]}"),
+        ] {
+            let v = status(&(cross.clone() + &other));
+            assert_eq!(
+                cond(&v, 1),
+                ("False".into(), REASON_REF_NOT_PERMITTED.into()),
+                "{other}: {v}"
+            );
+        }
+
+        // Added later: resolved; deleted again: refused; made malformed: refused (the valid version is not kept).
+        let flips = status_after(&[&cross, &all]);
+        assert_eq!(cond(&flips, 1), ("True".into(), "ResolvedRefs".into()));
+        let back = status_after(&[&cross, &all, &cross]);
+        assert_eq!(
+            cond(&back, 1),
+            ("False".into(), REASON_REF_NOT_PERMITTED.into())
+        );
+        let broken = cross.clone() + &grant("HTTPRoute", "{group: '', kind: Service, name: 7}");
+        let spoiled = status_after(&[&all, &broken]);
+        assert_eq!(
+            cond(&spoiled, 1),
+            ("False".into(), REASON_REF_NOT_PERMITTED.into())
+        );
+
+        // A missing Service in another namespace without a grant is reported as not permitted, not as missing.
+        let absent = status(&route("{name: wp}", "{name: nope, namespace: billing}"));
+        assert_eq!(
+            cond(&absent, 1),
+            ("False".into(), REASON_REF_NOT_PERMITTED.into())
+        );
+        // A consumer route sending to its own Service parent: no grant needed (the waypoint's rule).
+        let consumer = route(
+            "{group: '', kind: Service, name: invoices, namespace: billing}",
+            "{name: invoices, namespace: billing}",
+        ) + billing;
+        let v = status(&consumer);
+        assert_eq!(cond(&v, 1), ("True".into(), "ResolvedRefs".into()), "{v}");
+        // Same namespace: no grant needed.
+        let local = status(&route("{name: wp}", "{name: reviews, namespace: shop}"));
+        assert_eq!(
+            cond(&local, 1),
+            ("True".into(), "ResolvedRefs".into()),
+            "{local}"
+        );
     }
 
     #[test]

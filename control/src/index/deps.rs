@@ -66,6 +66,7 @@ pub(super) fn note(
         | Kind::HttpRoute
         | Kind::GrpcRoute
         | Kind::HttpFault
+        | Kind::ReferenceGrant
         | Kind::RequestAuthentication
         | Kind::VirtualService
         | Kind::DestinationRule => {
@@ -140,6 +141,7 @@ pub(super) fn translate(
             kind @ (Kind::HttpRoute
             | Kind::GrpcRoute
             | Kind::HttpFault
+            | Kind::ReferenceGrant
             | Kind::RequestAuthentication
             | Kind::VirtualService
             | Kind::DestinationRule),

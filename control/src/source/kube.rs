@@ -24,7 +24,7 @@ use crate::objects::{Kind, Object};
 pub const CRD_GRACE: Duration = Duration::from_secs(10);
 
 /// (kind, group, version, API kind, plural) of every watched kind.
-pub const WATCHED: [(Kind, &str, &str, &str, &str); 15] = [
+pub const WATCHED: [(Kind, &str, &str, &str, &str); 16] = [
     (Kind::Namespace, "", "v1", "Namespace", "namespaces"),
     (Kind::Pod, "", "v1", "Pod", "pods"),
     (Kind::Service, "", "v1", "Service", "services"),
@@ -111,6 +111,13 @@ pub const WATCHED: [(Kind, &str, &str, &str, &str); 15] = [
         "v1alpha1",
         "HTTPFault",
         "httpfaults",
+    ),
+    (
+        Kind::ReferenceGrant,
+        "gateway.networking.k8s.io",
+        "v1beta1",
+        "ReferenceGrant",
+        "referencegrants",
     ),
 ];
 

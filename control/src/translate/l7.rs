@@ -2,8 +2,8 @@
 //!
 //! The waypoint validates the L7 objects it receives as one set and rejects the whole response (NACK, last good
 //! config kept) when any object is invalid. So that one invalid object cannot hold back every other change to a
-//! waypoint, control checks each HTTPRoute, GRPCRoute, HTTPFault, VirtualService, DestinationRule and
-//! RequestAuthentication with the waypoint's own code first ([`check`]: `mesh_api::l7::object_from_json` +
+//! waypoint, control checks each HTTPRoute, GRPCRoute, HTTPFault, ReferenceGrant, VirtualService,
+//! DestinationRule and RequestAuthentication with the waypoint's own code first ([`check`]: `mesh_api::l7::object_from_json` +
 //! `mesh_api::l7::build`, what the waypoint runs on the set): an invalid object is not sent, and a warning names
 //! it and the field at fault (logged like a NACK, kept in the index's warnings; the deployer writes it into the
 //! object's status).
@@ -11,7 +11,11 @@
 //! Last good config kept: when an object that was valid becomes invalid, the version waypoints already have stays
 //! in force ([`l7_object`] returns the previous JSON), as the waypoint itself keeps its last good config after a
 //! NACK. A route's validity does not depend on other objects (an `ExtensionRef` to a missing or invalid
-//! HTTPFault is resolved per request: 500), so checking one object at a time gives the waypoint's answer for it.
+//! HTTPFault is resolved per request: 500; a backend in another namespace without a ReferenceGrant is a backend
+//! answered 500), so checking one object at a time gives the waypoint's answer for it.
+//!
+//! ReferenceGrants fail closed instead: a malformed one (which the waypoint would ignore) is not sent and the
+//! version waypoints had is not kept either, so it grants nothing.
 //! The kept version lives in control's memory: after a control restart an object that is still invalid is not
 //! sent at all, so waypoints drop the old version.
 
@@ -55,17 +59,21 @@ pub fn check(kind: Kind, obj: &Generic) -> Result<String, Invalid> {
         return Err(one("not a kind the waypoint reads".into()));
     }
     match l7::build(std::slice::from_ref(&parsed)) {
-        Ok(_) => Ok(text),
-        Err(errors) => Err(Invalid {
-            reasons: errors
-                .iter()
-                .map(|e| match e {
-                    // The object is named by the caller; keep the field path and the reason.
-                    L7Error::Invalid { source, .. } => one_line(&source.to_string()),
-                    other => one_line(&other.to_string()),
-                })
-                .collect(),
+        Ok(c) if c.ignored.is_empty() => Ok(text),
+        Ok(c) => Err(Invalid {
+            reasons: c.ignored.iter().map(reason).collect(),
         }),
+        Err(errors) => Err(Invalid {
+            reasons: errors.iter().map(reason).collect(),
+        }),
+    }
+}
+
+/// One error on one line; the object is named by the caller, so only the field path and the reason.
+fn reason(e: &L7Error) -> String {
+    match e {
+        L7Error::Invalid { source, .. } => one_line(&source.to_string()),
+        other => one_line(&other.to_string()),
     }
 }
 
@@ -86,6 +94,8 @@ pub fn l7_object(
         Ok(text) => Some(text),
         Err(invalid) => {
             let (ns, name) = ns_name(&obj.metadata);
+            // A grant that became malformed must not keep granting (fail closed).
+            let previous = previous.filter(|_| kind != Kind::ReferenceGrant);
             let kept = match previous {
                 Some(_) => "; the last valid version stays in force",
                 None => "",
@@ -266,6 +276,39 @@ mod tests {
             "backendRefs": [{"name": "reviews", "port": 80}]}]}),
         );
         assert!(check(Kind::GrpcRoute, &grpc).is_ok());
+    }
+
+    #[test]
+    fn malformed_reference_grants_are_not_sent_and_do_not_keep_an_earlier_version() {
+        let grant = |to: serde_json::Value| {
+            generic(serde_json::json!({
+                "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "web"}],
+                "to": [to],
+            }))
+        };
+        let mut warnings = Vec::new();
+        let good = grant(serde_json::json!({"group": "", "kind": "Service"}));
+        let sent =
+            l7_object(Kind::ReferenceGrant, &good, None, &mut warnings).expect("valid grant");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(sent.contains("\"kind\":\"ReferenceGrant\""), "{sent}");
+
+        let bad = grant(serde_json::json!({"group": "", "kind": "Service", "name": 7}));
+        let invalid = check(Kind::ReferenceGrant, &bad).expect_err("malformed grant");
+        assert!(
+            invalid.reasons[0].starts_with("spec.to[0].name"),
+            "{invalid}"
+        );
+        // Even with a valid version sent before: not kept (fail closed).
+        assert_eq!(
+            l7_object(Kind::ReferenceGrant, &bad, Some(&sent), &mut warnings),
+            None
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            !warnings[0].message.contains("stays in force"),
+            "{warnings:?}"
+        );
     }
 }
 

@@ -4,13 +4,15 @@
 //!   (they are enforced at the destination); waypoint (`targetRefs`) policies never;
 //! - a waypoint: the authorization policies of its namespace, of the namespaces of the services it serves and of
 //!   the root namespace (including `targetRefs` ones), and the L7 objects (HTTPRoute, GRPCRoute) whose parent is
-//!   its Gateway or a service it serves, with the HTTPFaults of their namespaces, and the RequestAuthentications,
-//!   VirtualServices and DestinationRules of those namespaces.
+//!   its Gateway or a service it serves, with the HTTPFaults of their namespaces and the ReferenceGrants of the
+//!   other namespaces whose Services they send to, and the RequestAuthentications, VirtualServices and
+//!   DestinationRules of those namespaces.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use mesh_api::Workload;
 
+use crate::index::grants::service_refs;
 use crate::index::{Entry, Index, Resource};
 use crate::objects::{Kind, Object, ObjectKey};
 
@@ -53,6 +55,7 @@ pub fn waypoint_resources<'a>(
     namespaces.insert(root);
     let mut out = BTreeMap::new();
     let mut route_namespaces = BTreeSet::new();
+    let mut backend_namespaces = BTreeSet::new();
     for (rname, e) in index.resources() {
         let wanted = match &*e.resource {
             Resource::AuthorizationPolicy(p) => namespaces.contains(p.namespace.as_str()),
@@ -60,7 +63,7 @@ pub fn waypoint_resources<'a>(
                 let Some(key) = l7_key(rname) else { continue };
                 match key.kind {
                     Kind::HttpRoute | Kind::GrpcRoute => {}
-                    Kind::HttpFault => continue,
+                    Kind::HttpFault | Kind::ReferenceGrant => continue,
                     _ => {
                         if namespaces.contains(key.namespace.as_str()) {
                             out.insert(rname.as_str(), e);
@@ -74,6 +77,15 @@ pub fn waypoint_resources<'a>(
                     _ => false,
                 });
                 if attached {
+                    if let Some(Object::Generic(_, g)) = index.object(&key) {
+                        // Only other namespaces: a reference within the route's own needs no grant.
+                        let refs = service_refs(&g.spec, &key.namespace);
+                        backend_namespaces.extend(
+                            refs.into_iter()
+                                .map(|(ns, _)| ns)
+                                .filter(|ns| *ns != key.namespace),
+                        );
+                    }
                     route_namespaces.insert(key.namespace.clone());
                 }
                 attached
@@ -92,6 +104,11 @@ pub fn waypoint_resources<'a>(
             out.insert(rname.as_str(), e);
         }
     }
+    for (rname, e) in index.resources_with_prefix("l7/referencegrant/") {
+        if l7_key(rname).is_some_and(|k| backend_namespaces.contains(&k.namespace)) {
+            out.insert(rname.as_str(), e);
+        }
+    }
     out
 }
 
@@ -102,6 +119,7 @@ fn l7_key(name: &str) -> Option<ObjectKey> {
         "httproute" => Kind::HttpRoute,
         "grpcroute" => Kind::GrpcRoute,
         "httpfault" => Kind::HttpFault,
+        "referencegrant" => Kind::ReferenceGrant,
         "requestauthentication" => Kind::RequestAuthentication,
         "virtualservice" => Kind::VirtualService,
         "destinationrule" => Kind::DestinationRule,
@@ -190,3 +208,6 @@ pub fn affects_scope(index: &Index, sub: &Subscriber, name: &str) -> bool {
 pub fn is_global(name: &str) -> bool {
     name.starts_with("workload/") || name.starts_with("service/")
 }
+
+#[cfg(test)]
+mod tests;

@@ -257,3 +257,63 @@ fn weighted_backends_split_traffic_by_weight() {
     assert!((v1 - 0.7).abs() < 0.075, "v1 share {v1} ({seen:?})");
     assert!((v2 - 0.3).abs() < 0.075, "v2 share {v2} ({seen:?})");
 }
+
+/// A Service of another namespace (`billing/invoices`, the v2 echo) as a route backend: refused
+/// (500) until a ReferenceGrant in `billing` allows HTTPRoutes of `default`, and again once the
+/// grant is gone.
+#[test]
+fn cross_namespace_backends_need_a_reference_grant() {
+    let services = format!(
+        "{ECHO_SERVICES}  - {{name: invoices, namespace: billing, vips: [10.96.0.20], waypoint: {{address: WAYPOINT}},
+     endpoints: [default/echo-v2-6f8b9c7d5-k4k7p], ports: [{{port: 80, targetPort: 8080, appProtocol: http}}]}}
+"
+    );
+    let m = L7Mesh::start("wprg", &backends(), &services).unwrap();
+    let ctx = |what: &str| format!("{what}\nwaypoint log:\n{}", m.waypoint.logs());
+    let get = || {
+        m.curl(ECHO, &[])
+            .unwrap_or_else(|e| panic!("{}", ctx(&e.to_string())))
+    };
+    let rules = "  - backendRefs: [{name: invoices, namespace: billing, port: 80}]\n";
+    m.waypoint
+        .apply_routes("cross.yaml", &route("mesh-cross", rules))
+        .unwrap();
+    let r = get();
+    assert_eq!(r.status, 500, "no grant: {}", ctx(&r.body));
+
+    let grant = |to: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: from-default, namespace: billing}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}}]
+  to: [{to}]
+"
+        )
+    };
+    // A grant for another Service allows nothing.
+    m.waypoint
+        .apply_routes(
+            "grant.yaml",
+            &grant("{group: '', kind: Service, name: payments}"),
+        )
+        .unwrap();
+    let r = get();
+    assert_eq!(r.status, 500, "grant for another Service: {}", ctx(&r.body));
+
+    m.waypoint
+        .apply_routes(
+            "grant.yaml",
+            &grant("{group: '', kind: Service, name: invoices}"),
+        )
+        .unwrap();
+    let r = get();
+    assert_eq!(r.status, 200, "granted: {}", ctx(&r.body));
+    assert!(r.pod().starts_with("echo-v2"), "{}", r.body);
+
+    // Grant deleted: refused again.
+    m.waypoint.apply_routes("grant.yaml", "").unwrap();
+    let r = get();
+    assert_eq!(r.status, 500, "grant deleted: {}", ctx(&r.body));
+}

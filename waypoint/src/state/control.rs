@@ -54,13 +54,16 @@ pub fn loaded_from_json(
         }
     }
     match l7::build(&parsed) {
-        Ok(c) if errors.is_empty() => Ok(Loaded {
-            table: RouteTable::new(c.routes, Some(gateway)),
-            policies: c.policies,
-            audit_policies: c.audit_policies,
-            destination_rules: c.destination_rules,
-            authentications: c.authentications,
-        }),
+        Ok(c) if errors.is_empty() => {
+            super::log_ignored(&c.ignored);
+            Ok(Loaded {
+                table: RouteTable::new(c.routes, Some(gateway)),
+                policies: c.policies,
+                audit_policies: c.audit_policies,
+                destination_rules: c.destination_rules,
+                authentications: c.authentications,
+            })
+        }
         Ok(_) => Err(errors),
         Err(invalid) => {
             errors.extend(invalid.iter().map(ToString::to_string));

@@ -6,6 +6,7 @@ mod filter;
 use std::collections::HashMap;
 
 use super::fault::Fault;
+use super::grants::Grants;
 use super::pattern::{Pattern, ValueMatch};
 use super::route::{
     Backend, NamedMatch, Parent, PathMatch, Route, RouteKind, RouteMatch, Rule, Timeouts,
@@ -29,11 +30,14 @@ const METHODS: [&str; 9] = [
 ];
 
 /// What conversion needs besides the route itself: the `HTTPFault` objects `ExtensionRef`
-/// filters may name, by (namespace, name).
+/// filters may name, by (namespace, name), and the `ReferenceGrant`s that allow backends in
+/// other namespaces.
 #[derive(Debug, Clone, Default)]
 pub struct ConvertContext {
     /// Faults by (namespace, name).
     pub faults: HashMap<(String, String), Fault>,
+    /// Valid ReferenceGrants; a backend in another namespace without one is invalid (500).
+    pub grants: Grants,
 }
 
 /// Checks an HTTP header name (RFC 9110 token).
@@ -56,6 +60,7 @@ fn meta(m: &ObjectMetaSpec) -> Result<(String, String), FieldError> {
 pub fn http_route(obj: &HttpRouteObject, ctx: &ConvertContext) -> Result<Route, FieldError> {
     let (namespace, name) = meta(&obj.metadata)?;
     let spec = &obj.spec;
+    let parents = parents(&spec.parent_refs, &namespace)?;
     if spec.rules.len() > MAX_RULES {
         return Err(FieldError::new(
             "spec.rules",
@@ -78,9 +83,15 @@ pub fn http_route(obj: &HttpRouteObject, ctx: &ConvertContext) -> Result<Route, 
         if matches.is_empty() {
             matches.push(RouteMatch::any());
         }
-        let filters = filter::filters(&r.filters, &matches, &namespace, ctx, true)
+        let from = filter::Referrer {
+            kind: RouteKind::Http,
+            namespace: &namespace,
+            parents: &parents,
+            ctx,
+        };
+        let filters = filter::filters(&r.filters, &matches, &from, true)
             .map_err(|e| at(e.under("filters")))?;
-        let backends = filter::backends(&r.backend_refs, &matches, &namespace, ctx)
+        let backends = filter::backends(&r.backend_refs, &matches, &from)
             .map_err(|e| at(e.under("backendRefs")))?;
         let timeouts = match &r.timeouts {
             Some(t) => filter::timeouts(t).map_err(|e| at(e.under("timeouts")))?,
@@ -101,7 +112,7 @@ pub fn http_route(obj: &HttpRouteObject, ctx: &ConvertContext) -> Result<Route, 
     }
     Ok(Route {
         kind: RouteKind::Http,
-        parents: parents(&spec.parent_refs, &namespace)?,
+        parents,
         hostnames: hostnames(&spec.hostnames)?,
         created: obj.metadata.creation_timestamp.clone(),
         namespace,
@@ -114,6 +125,7 @@ pub fn http_route(obj: &HttpRouteObject, ctx: &ConvertContext) -> Result<Route, 
 pub fn grpc_route(obj: &GrpcRouteObject, ctx: &ConvertContext) -> Result<Route, FieldError> {
     let (namespace, name) = meta(&obj.metadata)?;
     let spec = &obj.spec;
+    let parents = parents(&spec.parent_refs, &namespace)?;
     if spec.rules.len() > MAX_RULES {
         return Err(FieldError::new(
             "spec.rules",
@@ -155,9 +167,15 @@ pub fn grpc_route(obj: &GrpcRouteObject, ctx: &ConvertContext) -> Result<Route, 
                 )));
             }
         }
-        let filters = filter::filters(&r.filters, &matches, &namespace, ctx, true)
+        let from = filter::Referrer {
+            kind: RouteKind::Grpc,
+            namespace: &namespace,
+            parents: &parents,
+            ctx,
+        };
+        let filters = filter::filters(&r.filters, &matches, &from, true)
             .map_err(|e| at(e.under("filters")))?;
-        let backends = filter::backends(&r.backend_refs, &matches, &namespace, ctx)
+        let backends = filter::backends(&r.backend_refs, &matches, &from)
             .map_err(|e| at(e.under("backendRefs")))?;
         rules.push(Rule {
             name: r.name.clone(),
@@ -170,7 +188,7 @@ pub fn grpc_route(obj: &GrpcRouteObject, ctx: &ConvertContext) -> Result<Route, 
     }
     Ok(Route {
         kind: RouteKind::Grpc,
-        parents: parents(&spec.parent_refs, &namespace)?,
+        parents,
         hostnames: hostnames(&spec.hostnames)?,
         created: obj.metadata.creation_timestamp.clone(),
         namespace,

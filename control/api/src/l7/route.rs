@@ -269,8 +269,9 @@ pub enum BackendTarget {
         #[serde(skip_serializing_if = "Option::is_none")]
         subset: Option<String>,
     },
-    /// A reference the waypoint cannot send to (other kinds, missing port): requests routed
-    /// to it get 500.
+    /// A reference the waypoint cannot send to (other kinds, missing port, a Service of another
+    /// namespace without a `ReferenceGrant`): requests routed to it get 500, mirrors to it are
+    /// skipped.
     Invalid {
         /// Why.
         reason: String,

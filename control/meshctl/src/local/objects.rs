@@ -43,7 +43,7 @@ pub enum ObjectsError {
 }
 
 /// The kinds local mode stores: core kinds, Deployment and the mesh kinds of DESIGN.md 5.
-pub const KINDS: [(&str, &str); 16] = [
+pub const KINDS: [(&str, &str); 17] = [
     ("", "Namespace"),
     ("", "ServiceAccount"),
     ("", "Pod"),
@@ -54,6 +54,7 @@ pub const KINDS: [(&str, &str); 16] = [
     ("gateway.networking.k8s.io", "GatewayClass"),
     ("gateway.networking.k8s.io", "HTTPRoute"),
     ("gateway.networking.k8s.io", "GRPCRoute"),
+    ("gateway.networking.k8s.io", "ReferenceGrant"),
     ("security.istio.io", "AuthorizationPolicy"),
     ("security.istio.io", "RequestAuthentication"),
     ("security.istio.io", "PeerAuthentication"),

@@ -4,9 +4,10 @@ use super::{ConvertContext, check_header_name, trim_slash};
 use crate::l7::cors::Cors;
 use crate::l7::duration::parse_duration;
 use crate::l7::fault::{FAULT_GROUP, FAULT_KIND, PER_MILLION};
+use crate::l7::grants::Grants;
 use crate::l7::route::{
-    Backend, BackendTarget, Filter, HeaderModifier, Mirror, PathMatch, PathModifier, Redirect,
-    Retry, RouteMatch, Timeouts, UrlRewrite,
+    Backend, BackendTarget, Filter, HeaderModifier, Mirror, Parent, PathMatch, PathModifier,
+    Redirect, Retry, RouteKind, RouteMatch, Timeouts, UrlRewrite,
 };
 use crate::l7::spec::{
     BackendRefSpec, HeaderModifierSpec, HttpFilterSpec, PathModifierSpec, RetrySpec, TimeoutsSpec,
@@ -155,14 +156,43 @@ fn redirect(
     })
 }
 
+/// The route being converted: what its references are resolved against.
+pub(super) struct Referrer<'a> {
+    /// Its kind (grants are per kind).
+    pub kind: RouteKind,
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Its parents.
+    pub parents: &'a [Parent],
+    /// Faults and grants.
+    pub ctx: &'a ConvertContext,
+}
+
+impl Referrer<'_> {
+    /// Whether the route may send to Service `namespace/name`: one of its own namespace; one of
+    /// its Service parents (a consumer route sends the traffic it overrides where it was going
+    /// anyway, which is how GAMMA consumer routes are written); otherwise only with a grant.
+    fn may_refer(&self, namespace: &str, name: &str) -> bool {
+        let parent = |p: &Parent| {
+            matches!(p, Parent::Service { namespace: pns, name: pname, .. }
+                if pns == namespace && pname == name)
+        };
+        self.parents.iter().any(parent)
+            || self
+                .ctx
+                .grants
+                .permits(self.kind, self.namespace, namespace, name)
+    }
+}
+
 /// Validates `filters`. `rule_level` = false for backend-level filters (no redirect, no CORS).
 pub(super) fn filters(
     specs: &[HttpFilterSpec],
     matches: &[RouteMatch],
-    route_ns: &str,
-    ctx: &ConvertContext,
+    from: &Referrer<'_>,
     rule_level: bool,
 ) -> Result<Vec<Filter>, FieldError> {
+    let (route_ns, ctx) = (from.namespace, from.ctx);
     let mut out: Vec<Filter> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for (i, f) in specs.iter().enumerate() {
@@ -269,6 +299,9 @@ pub(super) fn filters(
                         reason.clone(),
                     ));
                 }
+                // Without a grant nothing is mirrored (an invalid target is skipped); the route
+                // itself stays valid, as with backends.
+                let target = permitted(target, from);
                 Filter::RequestMirror(Mirror {
                     backend: target,
                     per_million,
@@ -320,6 +353,19 @@ pub(super) fn filters(
     Ok(out)
 }
 
+/// `target`, or an invalid one ([`crate::l7::REF_NOT_PERMITTED`]) when it is a Service of another
+/// namespace that no ReferenceGrant lets `from` refer to.
+fn permitted(target: BackendTarget, from: &Referrer<'_>) -> BackendTarget {
+    match &target {
+        BackendTarget::Service {
+            namespace, name, ..
+        } if !from.may_refer(namespace, name) => BackendTarget::Invalid {
+            reason: Grants::refused(from.kind, from.namespace, namespace, name),
+        },
+        _ => target,
+    }
+}
+
 fn backend_target(spec: &BackendRefSpec, route_ns: &str) -> BackendTarget {
     let group = spec.group.as_deref().unwrap_or("");
     let kind = spec.kind.as_deref().unwrap_or("Service");
@@ -355,8 +401,7 @@ fn backend_target(spec: &BackendRefSpec, route_ns: &str) -> BackendTarget {
 pub(super) fn backends(
     specs: &[BackendRefSpec],
     matches: &[RouteMatch],
-    route_ns: &str,
-    ctx: &ConvertContext,
+    from: &Referrer<'_>,
 ) -> Result<Vec<Backend>, FieldError> {
     let mut out = Vec::new();
     for (i, b) in specs.iter().enumerate() {
@@ -367,10 +412,10 @@ pub(super) fn backends(
                 format!("{weight} is over {MAX_WEIGHT}"),
             ));
         }
-        let filters = filters(&b.filters, matches, route_ns, ctx, false)
+        let filters = filters(&b.filters, matches, from, false)
             .map_err(|e| e.under(&format!("[{i}].filters")))?;
         out.push(Backend {
-            target: backend_target(b, route_ns),
+            target: permitted(backend_target(b, from.namespace), from),
             weight,
             filters,
         });
