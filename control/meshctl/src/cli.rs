@@ -79,7 +79,7 @@ pub enum LocalCommand {
     Get {
         /// What to list.
         what: GetKind,
-        /// Only the object of this name (L7 kinds: httproutes ... httpfaults).
+        /// Only the object of this name (L7 kinds: httproutes ... referencegrants).
         name: Option<String>,
         /// Only this namespace (pods, services, workloads; default: all).
         #[arg(short = 'n', long = "namespace")]
@@ -198,6 +198,9 @@ pub enum GetKind {
     /// HTTPFaults with their status.
     #[value(name = "httpfaults", alias = "httpfault")]
     HttpFaults,
+    /// ReferenceGrants (no status: a malformed one is named in control's log).
+    #[value(name = "referencegrants", alias = "referencegrant")]
+    ReferenceGrants,
 }
 
 impl GetKind {
@@ -210,6 +213,7 @@ impl GetKind {
             Self::DestinationRules => "DestinationRule",
             Self::RequestAuthentications => "RequestAuthentication",
             Self::HttpFaults => "HTTPFault",
+            Self::ReferenceGrants => "ReferenceGrant",
             Self::Nodes | Self::Pods | Self::Services | Self::Workloads => return None,
         })
     }

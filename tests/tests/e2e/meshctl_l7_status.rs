@@ -202,4 +202,21 @@ fn a_bad_regex_update_keeps_the_last_valid_route_and_says_why_until_fixed() {
         || format!("{}\n{}", get("echo"), logs()),
     );
     assert_eq!(version("echo").as_deref(), Some("v1"));
+
+    // ReferenceGrants are listed like the other L7 kinds.
+    c.apply(
+        "grant.yaml",
+        &format!(
+            "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\n\
+             metadata: {{name: from-shop, namespace: {NS}}}\n\
+             spec:\n  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop}}]\n  \
+             to: [{{group: \"\", kind: Service}}]\n"
+        ),
+    );
+    let grants = c.ok(&["local", "get", "referencegrants", "-n", NS, "-o", "json"]);
+    let grants: Value = serde_json::from_str(&grants).unwrap_or_else(|e| panic!("{e}: {grants}"));
+    assert_eq!(
+        grants["items"][0]["spec"]["from"][0]["namespace"], "shop",
+        "{grants}"
+    );
 }

@@ -1,5 +1,5 @@
-//! `meshctl local get httproutes|grpcroutes|virtualservices|destinationrules|requestauthentications|httpfaults
-//! [NAME]`: the L7 objects of the store with the status control wrote for them. control (`--status-dir`, set by
+//! `meshctl local get httproutes|grpcroutes|virtualservices|destinationrules|requestauthentications|httpfaults|
+//! referencegrants [NAME]`: the L7 objects of the store with the status control wrote for them. control (`--status-dir`, set by
 //! `up`) writes `<state>/control/status/<Kind>/<namespace>/<name>.json` for every L7 object it checks (the status
 //! a Kubernetes control would patch: routes' `Accepted` per parent, `UnsupportedValue` with the field at fault
 //! for one the waypoint would reject; Istio kinds' `validationMessages` and `Accepted`); `get` shows it as the
