@@ -193,11 +193,21 @@ pub struct Loaded {
     pub authentications: Vec<l7::authn::RequestAuthentication>,
 }
 
-/// Logs the L7 objects left out of a set without failing it (malformed ReferenceGrants: they grant
-/// nothing).
-pub(crate) fn log_ignored(ignored: &[l7::L7Error]) {
-    for e in ignored {
-        tracing::warn!(error = %e, "ignored; it grants nothing until fixed");
+impl Loaded {
+    /// The waypoint's state from a validated set, for the waypoint of Gateway `gateway` (namespace,
+    /// name). Objects the set left out without failing it (malformed ReferenceGrants: they grant
+    /// nothing) are logged.
+    pub(crate) fn from_config(c: l7::L7Config, gateway: (&str, &str)) -> Self {
+        for e in &c.ignored {
+            tracing::warn!(error = %e, "ignored; it grants nothing until fixed");
+        }
+        Self {
+            table: RouteTable::new(c.routes, Some(gateway)),
+            policies: c.policies,
+            audit_policies: c.audit_policies,
+            destination_rules: c.destination_rules,
+            authentications: c.authentications,
+        }
     }
 }
 
@@ -220,16 +230,7 @@ pub fn load_routes(dir: &Path, gateway: (&str, &str)) -> Result<Loaded, StateErr
         }
     }
     match l7::build(&objects) {
-        Ok(c) if errors.is_empty() => {
-            log_ignored(&c.ignored);
-            Ok(Loaded {
-                table: RouteTable::new(c.routes, Some(gateway)),
-                policies: c.policies,
-                audit_policies: c.audit_policies,
-                destination_rules: c.destination_rules,
-                authentications: c.authentications,
-            })
-        }
+        Ok(c) if errors.is_empty() => Ok(Loaded::from_config(c, gateway)),
         Ok(_) => Err(StateError::InvalidRoutes {
             dir: dir.into(),
             errors,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use mesh_api::ConfigSnapshot;
-use mesh_api::l7::{self, RouteTable};
+use mesh_api::l7;
 use mesh_xds::client::{ConfigSink, Received};
 
 use super::{Loaded, State};
@@ -54,16 +54,7 @@ pub fn loaded_from_json(
         }
     }
     match l7::build(&parsed) {
-        Ok(c) if errors.is_empty() => {
-            super::log_ignored(&c.ignored);
-            Ok(Loaded {
-                table: RouteTable::new(c.routes, Some(gateway)),
-                policies: c.policies,
-                audit_policies: c.audit_policies,
-                destination_rules: c.destination_rules,
-                authentications: c.authentications,
-            })
-        }
+        Ok(c) if errors.is_empty() => Ok(Loaded::from_config(c, gateway)),
         Ok(_) => Err(errors),
         Err(invalid) => {
             errors.extend(invalid.iter().map(ToString::to_string));
