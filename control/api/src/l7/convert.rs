@@ -68,6 +68,13 @@ pub fn http_route(obj: &HttpRouteObject, ctx: &ConvertContext) -> Result<Route, 
         ));
     }
     let mut rules = Vec::with_capacity(spec.rules.len().max(1));
+    // Who refers to backends and filters: the same for every rule.
+    let from = filter::Referrer {
+        kind: RouteKind::Http,
+        namespace: &namespace,
+        parents: &parents,
+        ctx,
+    };
     for (i, r) in spec.rules.iter().enumerate() {
         let at = |e: FieldError| e.under(&format!("spec.rules[{i}]"));
         if r.matches.len() > MAX_MATCHES {
@@ -83,12 +90,6 @@ pub fn http_route(obj: &HttpRouteObject, ctx: &ConvertContext) -> Result<Route, 
         if matches.is_empty() {
             matches.push(RouteMatch::any());
         }
-        let from = filter::Referrer {
-            kind: RouteKind::Http,
-            namespace: &namespace,
-            parents: &parents,
-            ctx,
-        };
         let filters = filter::filters(&r.filters, &matches, &from, true)
             .map_err(|e| at(e.under("filters")))?;
         let backends = filter::backends(&r.backend_refs, &matches, &from)
@@ -133,6 +134,13 @@ pub fn grpc_route(obj: &GrpcRouteObject, ctx: &ConvertContext) -> Result<Route, 
         ));
     }
     let mut rules = Vec::new();
+    // Who refers to backends and filters: the same for every rule.
+    let from = filter::Referrer {
+        kind: RouteKind::Grpc,
+        namespace: &namespace,
+        parents: &parents,
+        ctx,
+    };
     for (i, r) in spec.rules.iter().enumerate() {
         let at = |e: FieldError| e.under(&format!("spec.rules[{i}]"));
         let mut matches = Vec::new();
@@ -167,12 +175,6 @@ pub fn grpc_route(obj: &GrpcRouteObject, ctx: &ConvertContext) -> Result<Route, 
                 )));
             }
         }
-        let from = filter::Referrer {
-            kind: RouteKind::Grpc,
-            namespace: &namespace,
-            parents: &parents,
-            ctx,
-        };
         let filters = filter::filters(&r.filters, &matches, &from, true)
             .map_err(|e| at(e.under("filters")))?;
         let backends = filter::backends(&r.backend_refs, &matches, &from)
