@@ -73,6 +73,7 @@ pub fn all_variants() -> Vec<Box<dyn Variant>> {
     vec![
         Box::new(Direct),
         Box::new(Relay::default()),
+        Box::new(Relay::splice()),
         Box::new(Ztunnel::default()),
         Box::new(Waypoint::default()),
     ]

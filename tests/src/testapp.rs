@@ -8,12 +8,14 @@ mod connrate;
 mod relay;
 mod send;
 mod serve;
+mod splice;
 
 pub use bulk::{BulkError, BulkOptions, bulk, pattern};
 pub use connrate::{ConnRateOptions, ConnRateReport, connrate};
 pub use relay::{Route, relay};
 pub use send::{SendError, SendOptions, send};
 pub use serve::{ServeOptions, Server, banner_name};
+pub use splice::splice_relay;
 
 #[cfg(test)]
 mod tests;

@@ -27,11 +27,23 @@ const START: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Default)]
 pub struct Relay {
     procs: Vec<Process>,
+    splice: bool,
+}
+
+impl Relay {
+    /// The same relays moving bytes with `splice(2)`, never through user space: the upper bound
+    /// of any proxy that terminates TCP here (one that encrypts must copy the bytes out and in).
+    pub fn splice() -> Self {
+        Relay {
+            procs: Vec::new(),
+            splice: true,
+        }
+    }
 }
 
 impl Variant for Relay {
     fn name(&self) -> &str {
-        "relay"
+        if self.splice { "splice" } else { "relay" }
     }
 
     fn setup(&mut self, env: &BenchEnv) -> anyhow::Result<()> {
@@ -59,6 +71,9 @@ impl Variant for Relay {
             ];
             for r in routes {
                 args.extend(["--route".into(), r]);
+            }
+            if self.splice {
+                args.push("--splice".into());
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let mut p = pod.spawn(&env.testapp, &args)?;

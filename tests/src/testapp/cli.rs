@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 
 use super::{
     BulkOptions, ConnRateOptions, Route, SendOptions, ServeOptions, Server, banner_name, bulk,
-    connrate, relay, send,
+    connrate, relay, send, splice_relay,
 };
 
 /// The prefix of the line `serve` prints when it is ready.
@@ -98,6 +98,9 @@ enum Cmd {
         /// Runtime worker threads.
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Move bytes with splice(2) (no user-space copy; a thread per direction) instead.
+        #[arg(long)]
+        splice: bool,
     },
 }
 
@@ -200,14 +203,23 @@ where
             println!("{}", report.to_json());
             ExitCode::SUCCESS
         }
-        Cmd::Relay { routes, workers } => {
+        Cmd::Relay {
+            routes,
+            workers,
+            splice,
+        } => {
             let ready = |addrs: &[SocketAddr]| {
                 for a in addrs {
                     println!("{READY_LINE} {a}");
                 }
                 let _ = std::io::stdout().flush();
             };
-            match relay(&routes, workers, ready) {
+            let run = if splice {
+                splice_relay(&routes, ready)
+            } else {
+                relay(&routes, workers, ready)
+            };
+            match run {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("mesh-testapp relay: {e}");
