@@ -1,0 +1,21 @@
+//! Generated seeds: inputs that reach each target's success path, built with the same code the
+//! mesh uses (a real HTTP/2 client, a signed token, a workload's CSR, encoded config). The corpus
+//! test runs them; `examples/seeds.rs` writes them into `corpus/` for cargo-fuzz.
+
+/// The local config example of `control/api/README.md` (a workload, a service, policies).
+pub const CONFIG_EXAMPLE: &str = include_str!("../seed-config.yaml");
+
+/// `(target, seed)` pairs.
+pub fn all() -> Vec<(&'static str, Vec<u8>)> {
+    let mut seeds = vec![
+        ("hbone_wire", crate::hbone_seed()),
+        ("jwt_token", crate::jwt_seed()),
+        ("ca_csr", crate::csr_seed()),
+    ];
+    seeds.extend(
+        crate::xds_seeds(CONFIG_EXAMPLE)
+            .into_iter()
+            .map(|s| ("xds_resource", s)),
+    );
+    seeds
+}
