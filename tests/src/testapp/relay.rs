@@ -92,9 +92,8 @@ async fn relay_one(mut inbound: TcpStream, to: SocketAddr) -> std::io::Result<()
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use std::io::{Read, Write};
 
     #[test]
     fn route_parses_and_rejects_garbage() {
@@ -107,6 +106,18 @@ mod tests {
 
     #[test]
     fn relays_both_ways_with_half_close() {
+        echo_through(b"through the relay".to_vec(), |route, ready| {
+            let _ = relay(&[route], 1, ready);
+        });
+    }
+
+    /// Test scaffolding shared by the relays: starts an echo server and `run` (a relay to it),
+    /// sends `payload` through the relay, half-closes, and checks the echo.
+    pub(in crate::testapp) fn echo_through(
+        payload: Vec<u8>,
+        run: impl FnOnce(Route, &mut dyn FnMut(&[SocketAddr])) + Send + 'static,
+    ) {
+        use std::io::{Read, Write};
         let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let to = server.local_addr().unwrap();
         let echo = std::thread::spawn(move || {
@@ -121,17 +132,26 @@ mod tests {
             to,
         };
         std::thread::spawn(move || {
-            let _ = relay(&[route], 1, |addrs| {
+            run(route, &mut |addrs| {
                 let _ = tx.send(addrs[0]);
-            });
+            })
         });
         let via = rx.recv().unwrap();
         let mut c = std::net::TcpStream::connect(via).unwrap();
-        c.write_all(b"through the relay").unwrap();
-        c.shutdown(std::net::Shutdown::Write).unwrap();
+        // Written from another thread: a payload larger than the socket buffers must be read
+        // back while it is still being sent.
+        let writer = {
+            let mut c = c.try_clone().unwrap();
+            let payload = payload.clone();
+            std::thread::spawn(move || {
+                c.write_all(&payload).unwrap();
+                c.shutdown(std::net::Shutdown::Write).unwrap();
+            })
+        };
         let mut back = Vec::new();
         c.read_to_end(&mut back).unwrap();
-        assert_eq!(back, b"through the relay");
+        writer.join().unwrap();
+        assert_eq!(back, payload);
         echo.join().unwrap();
     }
 }

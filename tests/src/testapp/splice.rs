@@ -124,44 +124,13 @@ fn splice(from: &impl AsFd, to: &impl AsFd, len: usize) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
 
     #[test]
     fn splices_both_ways_with_half_close() {
-        let server = TcpListener::bind("127.0.0.1:0").unwrap();
-        let to = server.local_addr().unwrap();
         // More than one pipe's worth, so the loop runs more than once.
         let payload: Vec<u8> = (0..3 * PIPE_SIZE + 17).map(|i| (i % 251) as u8).collect();
-        let echo = std::thread::spawn(move || {
-            let (mut s, _) = server.accept().unwrap();
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).unwrap();
-            s.write_all(&got).unwrap();
+        super::super::relay::tests::echo_through(payload, |route, ready| {
+            let _ = splice_relay(&[route], ready);
         });
-        let (tx, rx) = std::sync::mpsc::channel();
-        let route = Route {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            to,
-        };
-        std::thread::spawn(move || {
-            let _ = splice_relay(&[route], |addrs| {
-                let _ = tx.send(addrs[0]);
-            });
-        });
-        let via = rx.recv().unwrap();
-        let mut c = TcpStream::connect(via).unwrap();
-        let writer = {
-            let mut c = c.try_clone().unwrap();
-            let payload = payload.clone();
-            std::thread::spawn(move || {
-                c.write_all(&payload).unwrap();
-                c.shutdown(Shutdown::Write).unwrap();
-            })
-        };
-        let mut back = Vec::new();
-        c.read_to_end(&mut back).unwrap();
-        writer.join().unwrap();
-        assert_eq!(back, payload);
-        echo.join().unwrap();
     }
 }
