@@ -2,8 +2,9 @@
 //! mesh uses (a real HTTP/2 client, a signed token, a workload's CSR, encoded config). The corpus
 //! test runs them; `examples/seeds.rs` writes them into `corpus/` for cargo-fuzz.
 
-/// The local config example of `control/api/README.md` (a workload, a service, policies).
-pub const CONFIG_EXAMPLE: &str = include_str!("../seed-config.yaml");
+/// A local config in the `control/api/README.md` format (workloads, services, a waypoint, ALLOW
+/// and DENY policies): the fixture of `meshctl explain`'s tests.
+pub const CONFIG_EXAMPLE: &str = include_str!("../../control/meshctl/tests/fixtures/explain.yaml");
 
 /// `(target, seed)` pairs.
 pub fn all() -> Vec<(&'static str, Vec<u8>)> {
